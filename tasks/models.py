@@ -1,0 +1,97 @@
+"""Shapes of the data that crosses task boundaries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from PIL import Image
+from pydantic import BaseModel
+
+Size = tuple[int, int]
+
+
+class SourceObject(BaseModel):
+    """The uploaded object, as S3 describes it when the run starts."""
+
+    bucket: str
+    key: str
+    etag: str
+    size: int
+    last_modified: datetime
+
+    @property
+    def filename(self) -> str:
+        return self.key.rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """A validated image: its header facts and its pixels, ready for thumbnails.
+
+    `width`, `height` and `mode` describe the file as stored. `pixels` is the first
+    frame with the EXIF orientation applied, in RGB, RGBA, L or LA, possibly decoded
+    at a reduced scale (never smaller than the largest thumbnail needs).
+    """
+
+    format: str
+    width: int
+    height: int
+    mode: str
+    frame_count: int
+    pixels: Image.Image
+    exif: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_animated(self) -> bool:
+        return self.frame_count > 1
+
+    @property
+    def has_alpha(self) -> bool:
+        return self.pixels.mode in ("RGBA", "LA")
+
+
+@dataclass(frozen=True)
+class RenderedThumbnail:
+    """One encoded thumbnail, before upload."""
+
+    box: Size
+    width: int
+    height: int
+    format: str  # "JPEG", "PNG" or "WEBP"
+    content_type: str
+    data: bytes
+
+    @property
+    def label(self) -> str:
+        return f"{self.box[0]}x{self.box[1]}"
+
+    @property
+    def extension(self) -> str:
+        return {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}[self.format]
+
+
+class Thumbnail(BaseModel):
+    """A stored thumbnail."""
+
+    label: str  # the box, "640x480"
+    bucket: str
+    key: str
+    width: int
+    height: int
+    content_type: str
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+class Labels(BaseModel):
+    """What the labels step produced: labels, or why there are none."""
+
+    status: str  # "COMPLETED", "SKIPPED" or "FAILED"
+    labels: list[dict[str, Any]] = []  # [{"Name": str, "Confidence": float}]
+    source: str | None = None  # "s3" or "thumbnail"
+    error: str | None = None  # the Rekognition error, recorded, never swallowed
+    reason: str | None = None  # why labelling was skipped

@@ -1,0 +1,118 @@
+"""Every option of the pipeline, declared once, read from `IMAGE_PIPELINE_*` variables.
+
+The README's configuration table mirrors this module; `tests/test_settings.py` keeps
+the two in step.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Size = tuple[int, int]
+
+MB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="IMAGE_PIPELINE_", frozen=True)
+
+    # --- AWS resources -------------------------------------------------------------
+    uploads_bucket: str = Field(
+        "image-pipeline-uploads", description="Bucket whose uploads are processed."
+    )
+    uploads_prefix: str = Field("uploads/", description="Only keys under this prefix are processed.")
+    thumbnails_bucket: str = Field(
+        "image-pipeline-thumbnails", description="Bucket that receives the thumbnails."
+    )
+    table_name: str = Field("ImageProcessingDb", description="DynamoDB table of image records.")
+    topic_name: str = Field(
+        "ImageProcessingNotifications", description="SNS topic for success/failure notices."
+    )
+    topic_arn: str | None = Field(
+        None, description="ARN of that topic. Unset: looked up by name (needs sns:CreateTopic)."
+    )
+
+    # --- AWS access ------------------------------------------------------------------
+    aws_credentials_block: str | None = Field(
+        None,
+        description="Name of a prefect-aws AwsCredentials block to use. Unset: build one from "
+        "the standard AWS environment plus the endpoint and region below.",
+    )
+    aws_endpoint_url: str | None = Field(
+        None, description="AWS endpoint override, e.g. the local emulator http://127.0.0.1:4566."
+    )
+    aws_region: str = Field("us-east-1", description="AWS region.")
+
+    # --- Validation ------------------------------------------------------------------
+    max_file_bytes: int = Field(50 * MB, gt=0, description="Largest accepted upload in bytes.")
+    max_pixels: int = Field(
+        100_000_000, gt=0, description="Largest accepted width x height, read from the header."
+    )
+
+    # --- Thumbnails ------------------------------------------------------------------
+    thumbnail_sizes: Annotated[list[Size], NoDecode] = Field(
+        default_factory=lambda: [(100, 100), (640, 480)],
+        description="Boxes the thumbnails fit inside, as `WxH,WxH`.",
+    )
+    transparent_format: Literal["PNG", "WEBP"] = Field(
+        "PNG", description="Format of thumbnails of images with transparency."
+    )
+    jpeg_quality: int = Field(85, ge=1, le=95, description="Quality of JPEG thumbnails.")
+
+    # --- Labels (Rekognition) --------------------------------------------------------
+    labels: Literal["auto", "rekognition", "off"] = Field(
+        "auto",
+        description="`rekognition`, `off`, or `auto`: Rekognition on real AWS, off when an "
+        "endpoint override (a local emulator, which has no Rekognition) is set.",
+    )
+    rekognition_endpoint_url: str | None = Field(
+        None, description="Rekognition endpoint override (a stand-in service in tests)."
+    )
+    rekognition_max_labels: int = Field(10, ge=1, description="MaxLabels for detect_labels.")
+    rekognition_min_confidence: float = Field(
+        75.0, ge=0, le=100, description="MinConfidence for detect_labels."
+    )
+
+    # --- Local stack (`make up`) ---------------------------------------------------------
+    ministack_port: int = Field(4566, description="Port of the local AWS emulator.")
+    prefect_port: int = Field(4200, description="Port of the local Prefect server and UI.")
+    api_port: int = Field(8000, description="Port of the status API.")
+    state_dir: str = Field(".state", description="Where the local stack keeps its data and logs.")
+
+    @field_validator("thumbnail_sizes", mode="before")
+    @classmethod
+    def _parse_sizes(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [_parse_size(part) for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("thumbnail_sizes")
+    @classmethod
+    def _check_sizes(cls, sizes: list[Size]) -> list[Size]:
+        if not sizes:
+            raise ValueError("at least one thumbnail size is needed")
+        if any(w <= 0 or h <= 0 for w, h in sizes):
+            raise ValueError("thumbnail sizes must be positive")
+        return sorted(set(sizes), key=lambda s: s[0] * s[1], reverse=True)
+
+    @property
+    def labels_enabled(self) -> bool:
+        if self.labels == "auto":
+            return self.aws_endpoint_url is None or self.rekognition_endpoint_url is not None
+        return self.labels == "rekognition"
+
+
+def _parse_size(text: str) -> Size:
+    width, sep, height = text.strip().lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit():
+        raise ValueError(f"thumbnail size {text!r} is not of the form WIDTHxHEIGHT")
+    return int(width), int(height)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,71 @@
+"""Real servers for the tests: MiniStack on a free port and a temporary Prefect server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from deployments.local import processes
+from deployments.provision import provision
+from tasks import aws, notify
+from tasks.settings import get_settings
+
+
+def _reset_caches() -> None:
+    get_settings.cache_clear()
+    aws.aws_credentials.cache_clear()
+    aws.client.cache_clear()
+    notify.topic_arn.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def ministack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    logs = tmp_path_factory.mktemp("ministack")
+    with processes.ministack(processes.free_port(), log_path=logs / "ministack.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def aws_stack(ministack: str) -> Iterator[str]:
+    """Point the pipeline at MiniStack, provision its resources, yield the topic ARN."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("IMAGE_PIPELINE_AWS_ENDPOINT_URL", ministack)
+    patch.setenv("AWS_ACCESS_KEY_ID", "test")
+    patch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    patch.delenv("IMAGE_PIPELINE_AWS_CREDENTIALS_BLOCK", raising=False)
+    _reset_caches()
+    try:
+        yield provision()
+    finally:
+        patch.undo()
+        _reset_caches()
+
+
+@pytest.fixture
+def configure(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """Override settings for one test: configure(labels="off", thumbnail_sizes="50x50")."""
+
+    def apply(**overrides: object) -> None:
+        for name, value in overrides.items():
+            monkeypatch.setenv(f"IMAGE_PIPELINE_{name.upper()}", str(value))
+        _reset_caches()
+
+    yield apply
+    monkeypatch.undo()
+    _reset_caches()
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return processes.REPO

@@ -1,0 +1,1 @@
+"""Stand-in services for AWS APIs the local emulator lacks."""
