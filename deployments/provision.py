@@ -45,9 +45,11 @@ def provision(settings: Settings | None = None) -> str:
 
 def _ensure_bucket(name: str, region: str) -> None:
     s3 = client("s3")
-    extra = {} if region == "us-east-1" else {
-        "CreateBucketConfiguration": {"LocationConstraint": region}
-    }
+    extra = (
+        {}
+        if region == "us-east-1"
+        else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+    )
     try:
         s3.create_bucket(Bucket=name, **extra)
     except ClientError as exc:

@@ -40,8 +40,9 @@ def record_failure(flow: Any, flow_run: FlowRun, state: State) -> None:
         error_type, message = describe_error(error)
     else:
         error_type, message = "FlowFailed", state.message or "The flow run failed."
-    _record_and_notify(flow_run, error_type, message, validation_failed=isinstance(
-        error, ImageRejected))
+    _record_and_notify(
+        flow_run, error_type, message, validation_failed=isinstance(error, ImageRejected)
+    )
 
 
 def record_crash(flow: Any, flow_run: FlowRun, state: State) -> None:
@@ -62,13 +63,21 @@ def _record_and_notify(
     params = flow_run.parameters
     step = failed_step(flow_run)
     record.mark_failed(
-        params["bucket"], params["key"], params.get("etag"), str(flow_run.id),
-        error_type=error_type, error_message=message, failed_step=step,
+        params["bucket"],
+        params["key"],
+        params.get("etag"),
+        str(flow_run.id),
+        error_type=error_type,
+        error_message=message,
+        failed_step=step,
         validation_failed=validation_failed,
     )
     notify.publish_failure(
-        params["bucket"], params["key"],
-        error_type=error_type, error_message=message, failed_step=step,
+        params["bucket"],
+        params["key"],
+        error_type=error_type,
+        error_message=message,
+        failed_step=step,
     )
 
 
@@ -80,7 +89,8 @@ def failed_step(flow_run: FlowRun) -> str:
             task_run_filter=TaskRunFilter(),
         )
     unfinished = [
-        run for run in task_runs
+        run
+        for run in task_runs
         if run.state and (run.state.is_failed() or run.state.is_crashed() or run.state.is_running())
     ]
     if not unfinished:

@@ -19,7 +19,7 @@ from tasks.settings import get_settings
 
 # botocore retries quickly inside one call; Prefect's task retries handle longer outages.
 BOTOCORE_CONFIG: dict[str, Any] = {
-    "retries": {"mode": "standard", "max_attempts": 3},
+    "retries": {"mode": "standard", "total_max_attempts": 3},
     "connect_timeout": 5,
     "read_timeout": 30,
     "max_pool_connections": 32,

@@ -138,9 +138,7 @@ def _fetch_thumbnail(thumb: Thumbnail) -> bytes:
 
 
 @task(name="labels", **TRANSIENT_RETRIES, cache_policy=NO_CACHE, persist_result=False)
-def detect_labels(
-    source: SourceObject, image: DecodedImage, thumbnails: list[Thumbnail]
-) -> Labels:
+def detect_labels(source: SourceObject, image: DecodedImage, thumbnails: list[Thumbnail]) -> Labels:
     settings = get_settings()
     if not settings.labels_enabled:
         return Labels(status="SKIPPED", reason=OFF_REASON)

@@ -22,9 +22,7 @@ def topic_arn() -> str:
 
 
 def _attributes(**values: str) -> dict[str, dict[str, str]]:
-    return {
-        name: {"DataType": "String", "StringValue": value} for name, value in values.items()
-    }
+    return {name: {"DataType": "String", "StringValue": value} for name, value in values.items()}
 
 
 def publish_success(item: dict[str, Any]) -> str:
@@ -50,14 +48,19 @@ def publish_failure(
         f"Cause: {error_message}\n"
     )
     return _publish(
-        FAILURE_SUBJECT, body,
-        processing_status="FAILURE", imageId=key, failed_step=failed_step,
+        FAILURE_SUBJECT,
+        body,
+        processing_status="FAILURE",
+        imageId=key,
+        failed_step=failed_step,
     )
 
 
 def _publish(subject: str, body: str, **attributes: str) -> str:
     response = client("sns").publish(
-        TopicArn=topic_arn(), Subject=subject, Message=body,
+        TopicArn=topic_arn(),
+        Subject=subject,
+        Message=body,
         MessageAttributes=_attributes(**attributes),
     )
     return response["MessageId"]

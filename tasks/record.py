@@ -62,8 +62,14 @@ def read_item(key: str) -> dict[str, Any] | None:
 
 
 def _update(
-    key: str, fields: dict[str, Any], *, condition: str, values: dict[str, Any],
-    add_attempt: bool = False, keep_created: bool = True, remove: tuple[str, ...] = (),
+    key: str,
+    fields: dict[str, Any],
+    *,
+    condition: str,
+    values: dict[str, Any],
+    add_attempt: bool = False,
+    keep_created: bool = True,
+    remove: tuple[str, ...] = (),
 ) -> dict[str, Any] | None:
     """SET `fields` on the item if `condition` holds: the new item, or None when it does not."""
     epoch, iso = _now()
@@ -127,8 +133,11 @@ def mark_processing(source: SourceObject, flow_run_id: str) -> dict[str, Any] | 
 
 
 def mark_completed(
-    source: SourceObject, flow_run_id: str, metadata: dict[str, Any],
-    thumbnails: list[Thumbnail], labels: Labels,
+    source: SourceObject,
+    flow_run_id: str,
+    metadata: dict[str, Any],
+    thumbnails: list[Thumbnail],
+    labels: Labels,
 ) -> dict[str, Any] | None:
     """Record the result; None when a newer upload took the item over meanwhile."""
     fields: dict[str, Any] = {
@@ -156,8 +165,15 @@ def mark_completed(
 
 
 def mark_failed(
-    bucket: str, key: str, etag: str | None, flow_run_id: str, *,
-    error_type: str, error_message: str, failed_step: str, validation_failed: bool = False,
+    bucket: str,
+    key: str,
+    etag: str | None,
+    flow_run_id: str,
+    *,
+    error_type: str,
+    error_message: str,
+    failed_step: str,
+    validation_failed: bool = False,
 ) -> dict[str, Any] | None:
     """Record why the run failed, unless the item now belongs to another upload or run."""
     fields: dict[str, Any] = {
@@ -174,7 +190,8 @@ def mark_failed(
     if etag:
         fields["etag"] = etag
     return _update(
-        key, fields,
+        key,
+        fields,
         condition="attribute_not_exists(ImageKey) OR flow_run_id = :run"
         " OR (overall_processing_status <> :completed AND etag = :etag)",
         values={":run": flow_run_id, ":completed": COMPLETED, ":etag": etag or ""},
@@ -185,8 +202,10 @@ def mark_failed(
 def claim_record(source: SourceObject, flow_run_id: str) -> dict[str, Any] | None:
     """Mark the item PROCESSING. Returns the item when this version is already done."""
     existing = read_item(source.key)
-    if existing and existing.get("etag") == source.etag and (
-        existing.get("overall_processing_status") == COMPLETED
+    if (
+        existing
+        and existing.get("etag") == source.etag
+        and (existing.get("overall_processing_status") == COMPLETED)
     ):
         return existing
     if mark_processing(source, flow_run_id) is None:
@@ -196,8 +215,11 @@ def claim_record(source: SourceObject, flow_run_id: str) -> dict[str, Any] | Non
 
 @task(name="store", **TRANSIENT_RETRIES, cache_policy=NO_CACHE, persist_result=False)
 def store_record(
-    source: SourceObject, flow_run_id: str, metadata: dict[str, Any],
-    thumbnails: list[Thumbnail], labels: Labels,
+    source: SourceObject,
+    flow_run_id: str,
+    metadata: dict[str, Any],
+    thumbnails: list[Thumbnail],
+    labels: Labels,
 ) -> dict[str, Any]:
     item = mark_completed(source, flow_run_id, metadata, thumbnails, labels)
     if item is None:

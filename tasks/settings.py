@@ -24,7 +24,9 @@ class Settings(BaseSettings):
     uploads_bucket: str = Field(
         "image-pipeline-uploads", description="Bucket whose uploads are processed."
     )
-    uploads_prefix: str = Field("uploads/", description="Only keys under this prefix are processed.")
+    uploads_prefix: str = Field(
+        "uploads/", description="Only keys under this prefix are processed."
+    )
     thumbnails_bucket: str = Field(
         "image-pipeline-thumbnails", description="Bucket that receives the thumbnails."
     )
@@ -72,7 +74,9 @@ class Settings(BaseSettings):
     rekognition_endpoint_url: str | None = Field(
         None, description="Rekognition endpoint override (a stand-in service in tests)."
     )
-    rekognition_max_labels: int = Field(10, ge=1, description="MaxLabels for detect_labels.")
+    rekognition_max_labels: int = Field(
+        10, ge=1, le=1000, description="MaxLabels for detect_labels."
+    )
     rekognition_min_confidence: float = Field(
         75.0, ge=0, le=100, description="MinConfidence for detect_labels."
     )

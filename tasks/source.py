@@ -32,7 +32,10 @@ def head_source(bucket: str, key: str, etag: str | None) -> SourceObject:
             f"the object now has {current}."
         )
     return SourceObject(
-        bucket=bucket, key=key, etag=current, size=head["ContentLength"],
+        bucket=bucket,
+        key=key,
+        etag=current,
+        size=head["ContentLength"],
         last_modified=head["LastModified"],
     )
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -11,6 +10,7 @@ from deployments.local import processes
 from deployments.provision import provision
 from tasks import aws, notify
 from tasks.settings import get_settings
+from tests.fakes.rekognition import FakeRekognition
 
 
 def _reset_caches() -> None:
@@ -67,5 +67,10 @@ def prefect_server() -> Iterator[None]:
 
 
 @pytest.fixture
-def repo_root() -> Path:
-    return processes.REPO
+def fake_rekognition(aws_stack: str, ministack: str) -> Iterator[FakeRekognition]:
+    """A stand-in Rekognition on a free port that reads S3 objects from MiniStack."""
+    fake = FakeRekognition(s3_endpoint_url=ministack).start()
+    try:
+        yield fake
+    finally:
+        fake.stop()

@@ -55,14 +55,21 @@ def http_ok(url: str) -> bool:
 
 
 def start(
-    args: list[str], *, log_path: Path, env: Mapping[str, str] | None = None,
+    args: list[str],
+    *,
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
     cwd: Path = REPO,
 ) -> subprocess.Popen[bytes]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         return subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
-            env={**os.environ, **(env or {})}, start_new_session=True,
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
         )
 
 
@@ -99,13 +106,12 @@ def ministack(port: int, *, log_path: Path, state_dir: Path | None = None) -> It
         raise RuntimeError(f"{MINISTACK_BIN} is missing: run `make .venv-ministack`.")
     check_port_free(port, "MiniStack")
     endpoint = f"http://127.0.0.1:{port}"
-    process = start(
-        [str(MINISTACK_BIN)], log_path=log_path, env=ministack_env(port, state_dir)
-    )
+    process = start([str(MINISTACK_BIN)], log_path=log_path, env=ministack_env(port, state_dir))
     try:
         wait_until(
             lambda: _alive(process, log_path) and http_ok(f"{endpoint}/_ministack/health"),
-            timeout=60, what=f"MiniStack on {endpoint}",
+            timeout=60,
+            what=f"MiniStack on {endpoint}",
         )
         yield endpoint
     finally:

@@ -13,8 +13,9 @@ def _scene(size: tuple[int, int], mode: str = "RGB") -> Image.Image:
     image = Image.linear_gradient("L").resize(size).convert("RGB")
     draw = ImageDraw.Draw(image)
     draw.rectangle((0, 0, size[0] // 4, size[1] // 4), fill=(220, 30, 30))
-    draw.ellipse((size[0] // 3, size[1] // 3, size[0] * 2 // 3, size[1] * 2 // 3),
-                 fill=(30, 90, 200))
+    draw.ellipse(
+        (size[0] // 3, size[1] // 3, size[0] * 2 // 3, size[1] * 2 // 3), fill=(30, 90, 200)
+    )
     return image.convert(mode)
 
 

@@ -37,10 +37,13 @@ def main() -> int:
     get_settings.cache_clear()
     try:
         with contextlib.ExitStack() as stack:
-            stack.enter_context(processes.ministack(
-                settings.ministack_port, log_path=state / "logs" / "ministack.log",
-                state_dir=state / "ministack",
-            ))
+            stack.enter_context(
+                processes.ministack(
+                    settings.ministack_port,
+                    log_path=state / "logs" / "ministack.log",
+                    state_dir=state / "ministack",
+                )
+            )
             stack.enter_context(prefect_server(settings.prefect_port, state))
             run_samples()
             print_urls(prefect_url, ministack_url)
@@ -55,14 +58,24 @@ def main() -> int:
 def prefect_server(port: int, state: Path):
     processes.check_port_free(port, "the Prefect server")
     process = processes.start(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-         "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
         log_path=state / "logs" / "prefect-server.log",
     )
     try:
         processes.wait_until(
             lambda: processes.http_ok(f"http://127.0.0.1:{port}/api/health"),
-            timeout=120, what="the Prefect server",
+            timeout=120,
+            what="the Prefect server",
         )
         yield
     finally:
@@ -96,7 +109,8 @@ def summarise(key: str, item: dict, message: str) -> tuple[str, str, str, str]:
     else:
         labels = item.get("extracted_metadata", {}).get("rekognition_labels", [])
         detail = ", ".join(label["Name"] for label in labels) or (
-            "labels: " + item.get("labels_status", message).lower())
+            "labels: " + item.get("labels_status", message).lower()
+        )
     return key, status, thumbnails, detail[:70]
 
 
@@ -111,12 +125,15 @@ def print_urls(prefect_url: str, ministack_url: str) -> None:
     from tasks.settings import get_settings
 
     bucket = get_settings().uploads_bucket
-    print(f"""
+    print(
+        f"""
 Prefect UI:      {prefect_url}
 AWS emulator:    {ministack_url}  (credentials: test / test)
 Upload more:     aws s3 cp photo.jpg s3://{bucket}/uploads/photo.jpg --endpoint-url {ministack_url}
 
-Running. Press Ctrl-C to stop.""", flush=True)
+Running. Press Ctrl-C to stop.""",
+        flush=True,
+    )
 
 
 def wait_for_interrupt() -> None:

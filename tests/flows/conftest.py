@@ -17,7 +17,8 @@ def notifications(aws_stack: str) -> Iterator[Callable[[], list[dict[str, Any]]]
     sqs, sns = client("sqs"), client("sns")
     queue_url = sqs.create_queue(QueueName=f"notices-{uuid.uuid4().hex[:8]}")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
-        "Attributes"]["QueueArn"]
+        "Attributes"
+    ]["QueueArn"]
     subscription = sns.subscribe(TopicArn=aws_stack, Protocol="sqs", Endpoint=queue_arn)
 
     def drain() -> list[dict[str, Any]]:
@@ -40,9 +41,7 @@ def upload(aws_stack: str) -> Callable[[str, bytes], str]:
     """Put an object in the uploads bucket; returns its ETag as EventBridge reports it."""
 
     def put(key: str, data: bytes) -> str:
-        response = client("s3").put_object(
-            Bucket=get_settings().uploads_bucket, Key=key, Body=data
-        )
+        response = client("s3").put_object(Bucket=get_settings().uploads_bucket, Key=key, Body=data)
         return response["ETag"].strip('"')
 
     return put
