@@ -51,17 +51,19 @@ def render_thumbnails(
 
 
 def _resize_cascade(pixels: Image.Image, targets: list[Size]) -> dict[Size, Image.Image]:
-    """Each target size once, largest first, each made from the smallest result that covers it.
+    """Each target size once, largest first, each made from the previous result.
 
-    Resizing from a previous result is much cheaper than from the full image. A result only
-    serves as a source if it is at least as large on both axes, because boxes of other
-    shapes (640x480 then 500x500 for a portrait image) may need more pixels on one axis.
+    Resizing from the previous result is much cheaper than from the full image. The order is
+    by the size needed, not by the box: for a portrait photo 500x500 needs more pixels than
+    640x480. All targets share the image's aspect ratio, so the previous result covers the
+    next on both axes; the check only guards against ever enlarging.
     """
     done: dict[Size, Image.Image] = {}
+    source = pixels
     for target in sorted(set(targets), key=lambda s: s[0] * s[1], reverse=True):
-        covering = [im for im in done.values() if im.width >= target[0] and im.height >= target[1]]
-        source = min(covering, key=lambda im: im.width * im.height, default=pixels)
-        done[target] = _resize(source, target)
+        if source.width < target[0] or source.height < target[1]:
+            source = pixels
+        done[target] = source = _resize(source, target)
     return done
 
 

@@ -184,3 +184,51 @@ def test_run_without_etag_processes_the_current_object(upload) -> None:
     upload(key, SAMPLES["photo.jpg"])
     item = process_image(get_settings().uploads_bucket, key)
     assert item["overall_processing_status"] == "COMPLETED"
+
+
+def test_labels_are_recorded_when_rekognition_answers(upload, configure, fake_rekognition):
+    configure(labels="rekognition", rekognition_endpoint_url=fake_rekognition.url)
+    _, item = run(unique_key("photo.jpg"), SAMPLES["photo.jpg"], upload)
+
+    labels = item["extracted_metadata"]["rekognition_labels"]
+    assert item["labels_status"] == "COMPLETED"
+    assert {"Name": "Image", "Confidence": 99.0} in labels
+    assert all(label["Confidence"] >= 75 for label in labels)
+    assert fake_rekognition.requests[-1].image_source == "S3Object"
+
+
+def test_rekognition_error_is_recorded_not_swallowed(upload, configure, fake_rekognition):
+    configure(labels="rekognition", rekognition_endpoint_url=fake_rekognition.url)
+    fake_rekognition.fail_next(1, code="AccessDeniedException")
+    state, item = run(unique_key("photo.jpg"), SAMPLES["photo.jpg"], upload)
+
+    assert state.is_completed()  # thumbnails and metadata are still worth having
+    assert item["labels_status"] == "FAILED"
+    assert item["rekognition_error"].startswith("AccessDeniedException")
+
+
+def test_failure_in_a_later_step_names_that_step(upload, configure, notifications):
+    configure(thumbnails_bucket="no-such-bucket")
+    key = unique_key("photo.jpg")
+    state, item = run(key, SAMPLES["photo.jpg"], upload)
+
+    assert state.is_failed()
+    assert item["overall_processing_status"] == "FAILED"
+    assert (item["failed_step"], item["error_type"]) == ("thumbnails", "NoSuchBucket")
+    assert "validation_status" not in item or item["validation_status"] != "INVALID"
+    [notice] = notifications()
+    assert notice["MessageAttributes"]["failed_step"]["Value"] == "thumbnails"
+
+
+def test_failed_image_completes_when_run_again(upload, configure) -> None:
+    key = unique_key("photo.jpg")
+    thumbnails_bucket = get_settings().thumbnails_bucket
+    configure(thumbnails_bucket="no-such-bucket")
+    _, failed = run(key, SAMPLES["photo.jpg"], upload)
+    configure(thumbnails_bucket=thumbnails_bucket)
+
+    item = process_image(get_settings().uploads_bucket, key, failed["etag"])
+
+    assert item["overall_processing_status"] == "COMPLETED"
+    assert item["attempts"] == 2 and item["created_at"] == failed["created_at"]
+    assert "error_type" not in item and "failed_step" not in item
