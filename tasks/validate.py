@@ -7,6 +7,7 @@ adds the S3 download.
 from __future__ import annotations
 
 import io
+import logging
 import math
 import struct
 import zlib
@@ -25,6 +26,8 @@ from tasks.models import DecodedImage, Size, SourceObject
 from tasks.retry import TRANSIENT_RETRIES
 from tasks.settings import get_settings
 from tasks.thumbnails import fit_within
+
+logger = logging.getLogger(__name__)
 
 # HEIC/HEIF come from pillow-heif. AVIF comes from Pillow itself (its wheels bundle libavif
 # since 11.2); pillow-heif 1.x has no AVIF opener any more, so there is no fallback to register.
@@ -45,15 +48,33 @@ ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP", "HEIF") + (
 )
 JPEG_FORMATS = ("JPEG", "MPO")
 
-# What Pillow and its plugins raise for bad data while parsing or decoding. Anything else
-# (MemoryError, a bug of ours) is not the image's fault and must surface as it is.
-DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, IndexError)
+# What Pillow and its plugins raise for bad data while parsing or decoding; libavif's failures
+# ("Failed to decode image: ...") arrive as RuntimeError. Anything else (MemoryError, a bug of
+# ours) is not the image's fault and must surface as it is.
+DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    struct.error,
+    zlib.error,
+    IndexError,
+    RuntimeError,
+)
 
 # What Pillow raises for an unreadable EXIF block: the list Pillow itself catches when it
 # reads the DPI from EXIF (JpegImagePlugin._read_dpi_from_exif), plus OSError and IndexError
 # for reads past the end. Bad EXIF only costs the EXIF, never the image.
-EXIF_ERRORS = (SyntaxError, ValueError, TypeError, KeyError, ZeroDivisionError, struct.error,
-               OSError, IndexError)
+EXIF_ERRORS = (
+    SyntaxError,
+    ValueError,
+    TypeError,
+    KeyError,
+    ZeroDivisionError,
+    struct.error,
+    OSError,
+    IndexError,
+)
 
 ORIENTATION_TAG = ExifTags.Base.Orientation
 # EXIF orientation → the transpose that makes the image upright (as ImageOps.exif_transpose).
@@ -72,9 +93,7 @@ MAX_EXIF_TEXT = 256  # a Make or Model longer than this is junk, not worth stori
 SRGB = ImageCms.createProfile("sRGB")
 
 
-def decode(
-    data: bytes, *, max_file_bytes: int, max_pixels: int, largest_box: Size
-) -> DecodedImage:
+def decode(data: bytes, *, max_file_bytes: int, max_pixels: int, largest_box: Size) -> DecodedImage:
     """Identify `data` by content, check the limits on the header, decode the first frame.
 
     Raises `ImageRejected` for anything wrong with the bytes; nothing else for bad input.
@@ -150,7 +169,10 @@ def _unaccepted(data: bytes) -> ImageRejected:
         # Every Pillow plugin, header only, only to name the format in the message.
         with Image.open(io.BytesIO(data)) as other:
             return _unsupported(other.format or "unknown")
-    except (UnidentifiedImageError, Image.DecompressionBombError, *DECODE_ERRORS):
+    except Exception as exc:
+        # Plugins we never accept are not hardened alike (DDS raises NotImplementedError on
+        # junk): whatever they raise only means the file is no image we can name.
+        logger.debug("No Pillow plugin identifies the file: %r", exc)
         return ImageRejected(
             "NotAnImage", "The file is not an image: its content matches no known image format."
         )
@@ -228,9 +250,10 @@ def _frame_count(im: Image.Image) -> int:
         return 1
     try:
         return int(getattr(im, "n_frames", 1))
-    except DECODE_ERRORS:
-        # Counting walks every frame; a broken later frame does not spoil the first one,
-        # which is all that is shown. Count what we know for sure.
+    except (*DECODE_ERRORS, TypeError):
+        # Counting parses every frame's header; a broken later frame does not spoil the first
+        # one, which is all that is shown. (TypeError is how Pillow's TIFF reader reports a
+        # header without dimensions; Image.open treats it as unreadable too.)
         return 1
 
 
@@ -429,7 +452,7 @@ def download(source: SourceObject) -> bytes:
     """The object's bytes, only if it still has the ETag the run is about."""
     try:
         response = client("s3").get_object(
-            Bucket=source.bucket, Key=source.key, IfMatch=source.etag
+            Bucket=source.bucket, Key=source.key, IfMatch=f'"{source.etag}"'
         )
     except ClientError as exc:
         # 412: re-uploaded since; 404: deleted since. A newer event covers either case.

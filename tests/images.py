@@ -160,8 +160,15 @@ def jpeg(
 ) -> bytes:
     """A JPEG of `picture(size, mode)` (or `image`), with the EXIF fields given."""
     im = image if image is not None else picture(size, mode)
-    fields = dict(orientation=exif_orientation, gps=gps, altitude=altitude, make=make,
-                  model=model, date_taken=date_taken, date_time=date_time)
+    fields = dict(
+        orientation=exif_orientation,
+        gps=gps,
+        altitude=altitude,
+        make=make,
+        model=model,
+        date_taken=date_taken,
+        date_time=date_time,
+    )
     return encode(im, "JPEG", quality=quality, **_exif_param(**fields), **params)
 
 
@@ -189,7 +196,7 @@ def webp(size: Size = (64, 48), mode: str = "RGB", **params: Any) -> bytes:
 
 
 def gif(size: Size = (64, 48), frames: int = 1) -> bytes:
-    """A GIF; with `frames` > 1 an animation whose frames differ (frame i shifted by i px)."""
+    """A GIF; with `frames` > 1 an animation whose later frames are rotated (corners black)."""
     first = picture(size).convert("P", palette=Image.Palette.ADAPTIVE)
     if frames == 1:
         return encode(first, "GIF")
@@ -263,6 +270,25 @@ def truncate(data: bytes, fraction: float = 0.5) -> bytes:
     return data[: int(len(data) * fraction)]
 
 
+def zero_tail(data: bytes, fraction: float = 0.5) -> bytes:
+    """`data` with everything after `fraction` zeroed: the full length, a garbage payload."""
+    keep = int(len(data) * fraction)
+    return data[:keep] + bytes(len(data) - keep)
+
+
+def tiff_with_broken_second_frame(size: Size = (64, 48)) -> bytes:
+    """A two-page TIFF whose second page's header lost its ImageWidth tag."""
+    data = bytearray(encode(picture(size), "TIFF", save_all=True, append_images=[picture(size)]))
+    first = struct.unpack_from("<I", data, 4)[0]  # Pillow writes little-endian ("II")
+    entries = struct.unpack_from("<H", data, first)[0]
+    second = struct.unpack_from("<I", data, first + 2 + 12 * entries)[0]  # the next IFD
+    for entry in range(struct.unpack_from("<H", data, second)[0]):
+        position = second + 2 + 12 * entry
+        if struct.unpack_from("<H", data, position)[0] == 256:  # ImageWidth
+            struct.pack_into("<H", data, position, 0x7FFF)  # now an unknown private tag
+    return bytes(data)
+
+
 def _png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
@@ -304,9 +330,13 @@ def with_png_chunk(data: bytes, kind: bytes, body: bytes) -> bytes:
 
 
 def corrupt_exif_jpeg(size: Size = (64, 48), payload: bytes | None = None) -> bytes:
-    """A JPEG whose only EXIF block is garbage: not a TIFF header at all by default."""
+    """A JPEG whose only EXIF block is garbage: not a TIFF header at all by default.
+
+    The JFIF header states a DPI: without one Pillow reads the EXIF while opening, looking
+    for a DPI, and quietly absorbs the error before the code under test ever sees it.
+    """
     block = b"Exif\x00\x00" + (payload if payload is not None else b"XX\x00\x2a garbage")
-    return with_jpeg_segment(jpeg(size), 0xE1, block)
+    return with_jpeg_segment(jpeg(size, dpi=(72, 72)), 0xE1, block)
 
 
 def srgb_profile() -> bytes:

@@ -146,7 +146,7 @@ def test_same_key_in_two_folders_never_collide(upload) -> None:
 
 def test_second_run_for_the_same_version_does_nothing(upload, notifications) -> None:
     key = unique_key("photo.jpg")
-    first_state, first = run(key, SAMPLES["photo.jpg"], upload)
+    _, first = run(key, SAMPLES["photo.jpg"], upload)
     second_state = process_image(
         get_settings().uploads_bucket, key, first["etag"], return_state=True
     )

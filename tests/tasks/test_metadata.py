@@ -14,8 +14,13 @@ from tests import images
 
 
 def source(key: str, size: int) -> SourceObject:
-    return SourceObject(bucket="uploads", key=key, etag="e", size=size,
-                        last_modified=datetime(2024, 5, 1, tzinfo=UTC))
+    return SourceObject(
+        bucket="uploads",
+        key=key,
+        etag="e",
+        size=size,
+        last_modified=datetime(2024, 5, 1, tzinfo=UTC),
+    )
 
 
 def decoded(data: bytes) -> DecodedImage:
@@ -23,8 +28,13 @@ def decoded(data: bytes) -> DecodedImage:
 
 
 def test_a_phone_photo() -> None:
-    data = images.jpeg((1600, 1200), exif_orientation=6, gps=(-33.5, 151.25), make="Apple",
-                       date_taken="2024:05:01 12:34:56")
+    data = images.jpeg(
+        (1600, 1200),
+        exif_orientation=6,
+        gps=(-33.5, 151.25),
+        make="Apple",
+        date_taken="2024:05:01 12:34:56",
+    )
 
     metadata = describe(source("uploads/2024/trip photo+1.jpg", len(data)), decoded(data))
 
