@@ -1,0 +1,49 @@
+import os
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from tasks.settings import Settings
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defaults only: other tests point the process at the emulator."""
+    for name in list(os.environ):
+        if name.startswith("IMAGE_PIPELINE_"):
+            monkeypatch.delenv(name)
+
+
+def test_readme_configuration_table_lists_every_setting_with_its_default() -> None:
+    rows = dict(re.findall(r"^\| `IMAGE_PIPELINE_(\w+)` \| ([^|]+) \|", README.read_text(), re.M))
+    assert set(rows) == {name.upper() for name in Settings.model_fields}
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        documented = rows[name.upper()].strip()
+        if default is None:
+            assert documented == "unset", name
+        elif name != "thumbnail_sizes":
+            assert Settings(**{name: documented.split()[0].strip("`")}) == Settings(), name
+
+
+def test_thumbnail_sizes_parse_and_come_largest_first(monkeypatch) -> None:
+    monkeypatch.setenv("IMAGE_PIPELINE_THUMBNAIL_SIZES", "100x100, 1024x768,640x480")
+    assert Settings().thumbnail_sizes == [(1024, 768), (640, 480), (100, 100)]
+
+
+@pytest.mark.parametrize("sizes", ["", "100", "100x", "0x10", "axb"])
+def test_bad_thumbnail_sizes_are_refused_with_a_message(monkeypatch, sizes: str) -> None:
+    monkeypatch.setenv("IMAGE_PIPELINE_THUMBNAIL_SIZES", sizes)
+    with pytest.raises(ValidationError, match="thumbnail size"):
+        Settings()
+
+
+def test_labels_are_off_by_default_with_an_emulator_endpoint() -> None:
+    assert Settings().labels_enabled
+    assert not Settings(aws_endpoint_url="http://127.0.0.1:4566").labels_enabled
+    assert Settings(aws_endpoint_url="http://x", labels="rekognition").labels_enabled
+    assert not Settings(labels="off").labels_enabled
