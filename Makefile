@@ -28,6 +28,9 @@ $(MINISTACK_VENV)/.synced: $(UV) deployments/local/ministack.lock.txt
 up: install
 	$(VENV)/bin/python -m deployments.local.up
 
+down: $(VENV)/.synced
+	$(VENV)/bin/python -m deployments.local.down
+
 test: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest

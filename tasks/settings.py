@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Size = tuple[int, int]
@@ -81,11 +81,35 @@ class Settings(BaseSettings):
         75.0, ge=0, le=100, description="MinConfidence for detect_labels."
     )
 
+    # --- Event webhook and API -------------------------------------------------------
+    webhook_api_key: SecretStr | None = Field(
+        None,
+        description="Key that EventBridge's connection sends in the `x-api-key` header; the "
+        "webhook and the reprocess route refuse every request while it is unset.",
+    )
+    webhook_max_body_bytes: int = Field(
+        262_144, gt=0, description="Largest webhook body accepted (EventBridge events are <256 KB)."
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["*"],
+        description="Origins allowed by CORS, comma-separated (`*` like the original).",
+    )
+    api_host: str = Field("127.0.0.1", description="Interface the API binds to.")
+
     # --- Local stack (`make up`) ---------------------------------------------------------
     ministack_port: int = Field(4566, description="Port of the local AWS emulator.")
     prefect_port: int = Field(4200, description="Port of the local Prefect server and UI.")
     api_port: int = Field(8000, description="Port of the status API.")
+    worker_port: int = Field(8080, description="Port of the worker's health check.")
+    worker_limit: int = Field(4, gt=0, description="Flow runs the local worker runs at once.")
     state_dir: str = Field(".state", description="Where the local stack keeps its data and logs.")
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _parse_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
 
     @field_validator("thumbnail_sizes", mode="before")
     @classmethod

@@ -1,8 +1,9 @@
-"""`make up`: the local stack on 127.0.0.1, the sample images through the pipeline.
+"""`make up`: the whole local stack on 127.0.0.1, the sample images through it.
 
-Starts MiniStack and a Prefect server, provisions the resources, uploads the samples,
-runs `process-image` for each (visible in the Prefect UI), prints the results, and
-keeps everything running until Ctrl-C.
+Starts MiniStack, the Prefect server, a worker and the API; provisions the AWS
+resources and deploys the flows; uploads the sample images to S3 exactly as a user
+would, waits until each has its final status, prints a table and the URLs, and keeps
+running until Ctrl-C (or `make down`), which stops everything cleanly.
 """
 
 from __future__ import annotations
@@ -12,134 +13,122 @@ import os
 import signal
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
-from deployments.local import processes
+import httpx
+
+from deployments.local import processes, stack
 from deployments.local.samples import samples
+from tasks.settings import get_settings
 
 SAMPLE_PREFIX = "uploads/samples/"
+FINAL = ("COMPLETED", "FAILED")
 
 
 def main() -> int:
-    # Settings are read lazily, so the stack's environment must be in place first.
-    from tasks.settings import get_settings
-
     settings = get_settings()
-    state = processes.REPO / settings.state_dir
-    ministack_url = f"http://127.0.0.1:{settings.ministack_port}"
-    prefect_url = f"http://127.0.0.1:{settings.prefect_port}"
-    os.environ |= {
-        "IMAGE_PIPELINE_AWS_ENDPOINT_URL": ministack_url,
-        "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "test"),
-        "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "test"),
-        "PREFECT_API_URL": f"{prefect_url}/api",
-        "PREFECT_HOME": str(state / "prefect"),
-    }
-    get_settings.cache_clear()
+    state = (processes.REPO / settings.state_dir).resolve()
+    ports = stack.Ports(
+        settings.ministack_port, settings.prefect_port, settings.api_port, settings.worker_port
+    )
+    local = stack.Stack(ports=ports, state=state, api_key=stack.api_key(state))
+    pid_file = state / "up.pid"
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        with contextlib.ExitStack() as stack:
-            stack.enter_context(
-                processes.ministack(
-                    settings.ministack_port,
-                    log_path=state / "logs" / "ministack.log",
-                    state_dir=state / "ministack",
-                )
-            )
-            stack.enter_context(prefect_server(settings.prefect_port, state))
-            run_samples()
-            print_urls(prefect_url, ministack_url)
-            wait_for_interrupt()
+        print(
+            "Starting MiniStack, Prefect server, worker and API (logs in "
+            f"{local.log('').parent}) ...",
+            flush=True,
+        )
+        os.environ.update(local.env())  # for the uploads this process makes
+        get_settings.cache_clear()
+        with stack.running(local, worker_limit=settings.worker_limit, persist=True):
+            pid_file.write_text(str(os.getpid()))
+            rows = upload_samples(local)
+            print_table(rows)
+            print_urls(local)
+            with contextlib.suppress(KeyboardInterrupt):
+                signal.pause()
+            print("\nStopping ...", flush=True)
     except processes.PortInUse as exc:
         print(f"make up: {exc}", file=sys.stderr)
         return 1
+    finally:
+        pid_file.unlink(missing_ok=True)
     return 0
 
 
-@contextlib.contextmanager
-def prefect_server(port: int, state: Path):
-    processes.check_port_free(port, "the Prefect server")
-    process = processes.start(
-        [
-            sys.executable,
-            "-m",
-            "prefect",
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        log_path=state / "logs" / "prefect-server.log",
-    )
-    try:
-        processes.wait_until(
-            lambda: processes.http_ok(f"http://127.0.0.1:{port}/api/health"),
-            timeout=120,
-            what="the Prefect server",
-        )
-        yield
-    finally:
-        processes.stop(process)
-
-
-def run_samples() -> None:
-    from deployments.provision import provision
-    from flows.process_image import process_image
+def upload_samples(local: stack.Stack) -> list[tuple[str, str, str, str]]:
     from tasks.aws import client
-    from tasks.settings import get_settings
 
-    provision()
     bucket = get_settings().uploads_bucket
-    rows = []
+    keys = []
     for name, data in samples().items():
         key = SAMPLE_PREFIX + name
-        etag = client("s3").put_object(Bucket=bucket, Key=key, Body=data)["ETag"].strip('"')
-        state = process_image(bucket, key, etag, return_state=True)
-        from tasks.record import read_item
+        client("s3").put_object(Bucket=bucket, Key=key, Body=data)
+        keys.append(key)
+    print(
+        f"Uploaded {len(keys)} sample images to s3://{bucket}/{SAMPLE_PREFIX}; "
+        "waiting for their final status ...",
+        flush=True,
+    )
+    return [summarise(key, wait_for_final(local.api_url, key)) for key in keys]
 
-        rows.append(summarise(key, read_item(key) or {}, state.message or ""))
-    print_table(rows)
+
+def wait_for_final(api_url: str, key: str, timeout: float = 120) -> dict:
+    """Ask the status API until the image is COMPLETED or FAILED."""
+    url = f"{api_url}/images/{quote(key, safe='/')}/status"
+    item: dict = {}
+
+    def final() -> bool:
+        response = httpx.get(url, timeout=5)
+        item.update(response.json() if response.status_code == 200 else {})
+        return item.get("overall_processing_status") in FINAL
+
+    try:
+        processes.wait_until(final, timeout=timeout, what=f"the final status of {key}")
+    except TimeoutError as exc:
+        return {"overall_processing_status": "TIMED OUT", "error_message": str(exc)}
+    return item
 
 
-def summarise(key: str, item: dict, message: str) -> tuple[str, str, str, str]:
+def summarise(key: str, item: dict) -> tuple[str, str, str, str]:
     status = item.get("overall_processing_status", "MISSING")
-    thumbnails = ", ".join(item.get("thumbnails", {})) or "-"
-    if status == "FAILED":
-        detail = f"{item.get('error_type')}: {item.get('error_message')}"
+    thumbnails = ", ".join(sorted(item.get("thumbnails", {}))) or "-"
+    if status != "COMPLETED":
+        detail = f"{item.get('error_type', '')}: {item.get('error_message', '')}"
     else:
         labels = item.get("extracted_metadata", {}).get("rekognition_labels", [])
         detail = ", ".join(label["Name"] for label in labels) or (
-            "labels: " + item.get("labels_status", message).lower()
+            f"labels {item.get('labels_status', '').lower()}"
         )
-    return key, status, thumbnails, detail[:70]
+    return key, status, thumbnails, detail[:72]
 
 
 def print_table(rows: list[tuple[str, str, str, str]]) -> None:
     header = ("key", "status", "thumbnails", "labels or reason")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
     for row in [header, tuple("-" * w for w in widths), *rows]:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
-def print_urls(prefect_url: str, ministack_url: str) -> None:
-    from tasks.settings import get_settings
-
+def print_urls(local: stack.Stack) -> None:
     bucket = get_settings().uploads_bucket
+    key_file = Path(local.state) / "webhook-api-key"
     print(
         f"""
-Prefect UI:      {prefect_url}
-AWS emulator:    {ministack_url}  (credentials: test / test)
-Upload more:     aws s3 cp photo.jpg s3://{bucket}/uploads/photo.jpg --endpoint-url {ministack_url}
+Prefect UI:     {local.prefect_url}
+Status API:     {local.api_url}/docs
+AWS emulator:   {local.ministack_url}   (AWS credentials: test / test)
+Webhook key:    in {key_file}
+Upload more:    export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
+                aws s3 cp photo.jpg s3://{bucket}/uploads/photo.jpg \\
+                  --endpoint-url {local.ministack_url}
+Its status:     curl {local.api_url}/images/uploads/photo.jpg/status
 
-Running. Press Ctrl-C to stop.""",
+Running. Press Ctrl-C (or run `make down`) to stop.""",
         flush=True,
     )
-
-
-def wait_for_interrupt() -> None:
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    with contextlib.suppress(KeyboardInterrupt):
-        signal.pause()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,177 @@
+"""The local stack: MiniStack, a Prefect server, a worker and the API, wired like AWS.
+
+Used by `make up` (fixed ports, state kept in `.state/`) and by the end-to-end tests
+(free ports, a temporary folder). Everything binds to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from deployments.local import processes
+from deployments.local.processes import REPO
+
+WORK_POOL = "image-pipeline"
+CREDENTIALS_BLOCK = "image-pipeline-aws"
+VENV_BIN = Path(sys.executable).parent
+
+
+@dataclass(frozen=True)
+class Ports:
+    ministack: int
+    prefect: int
+    api: int
+    worker: int  # the worker's health check
+
+    @classmethod
+    def free(cls) -> Ports:
+        return cls(*(processes.free_port() for _ in range(4)))
+
+
+@dataclass(frozen=True)
+class Stack:
+    ports: Ports
+    state: Path
+    api_key: str
+
+    @property
+    def ministack_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.ministack}"
+
+    @property
+    def prefect_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.prefect}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.api}"
+
+    @property
+    def webhook_url(self) -> str:
+        return f"{self.api_url}/events/s3"
+
+    def env(self) -> dict[str, str]:
+        """The environment every process of the stack shares."""
+        return {
+            "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "IMAGE_PIPELINE_HOME": str(REPO),
+            "IMAGE_PIPELINE_AWS_ENDPOINT_URL": self.ministack_url,
+            "IMAGE_PIPELINE_AWS_CREDENTIALS_BLOCK": CREDENTIALS_BLOCK,
+            "IMAGE_PIPELINE_WEBHOOK_API_KEY": self.api_key,
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "PREFECT_HOME": str(self.state / "prefect"),
+            "PREFECT_API_URL": f"{self.prefect_url}/api",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            # Poll every second, not every 10 s: an upload completes in seconds.
+            "PREFECT_WORKER_QUERY_SECONDS": "1",
+            "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+            "PREFECT_WORKER_WEBSERVER_HOST": "127.0.0.1",
+            "PREFECT_WORKER_WEBSERVER_PORT": str(self.ports.worker),
+        }
+
+    def log(self, name: str) -> Path:
+        return self.state / "logs" / f"{name}.log"
+
+
+def api_key(state: Path) -> str:
+    """The webhook key, made once per state folder and kept out of git and logs."""
+    path = state / "webhook-api-key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+@contextlib.contextmanager
+def running(stack: Stack, *, worker_limit: int = 4, persist: bool = False) -> Iterator[Stack]:
+    """Start the whole stack, provision and deploy; stop everything on exit."""
+    for port, what in [
+        (stack.ports.ministack, "MiniStack"),
+        (stack.ports.prefect, "the Prefect server"),
+        (stack.ports.api, "the API"),
+        (stack.ports.worker, "the worker's health check"),
+    ]:
+        processes.check_port_free(port, what)
+    with contextlib.ExitStack() as services:
+        services.enter_context(
+            processes.ministack(
+                stack.ports.ministack,
+                log_path=stack.log("ministack"),
+                state_dir=stack.state / "ministack" if persist else None,
+            )
+        )
+        services.enter_context(_prefect_server(stack))
+        _provision(stack)
+        _deploy(stack)
+        services.enter_context(_worker(stack, worker_limit))
+        services.enter_context(_api(stack))
+        yield stack
+
+
+@contextlib.contextmanager
+def _service(stack: Stack, name: str, args: list[str], ready_url: str) -> Iterator[None]:
+    process = processes.start(args, log_path=stack.log(name), env=stack.env())
+    try:
+        processes.wait_until(
+            lambda: _alive(process, stack.log(name)) and processes.http_ok(ready_url),
+            timeout=120,
+            what=f"{name} ({ready_url})",
+        )
+        yield
+    finally:
+        processes.stop(process)
+
+
+def _alive(process, log: Path) -> bool:
+    return processes._alive(process, log)
+
+
+def _prefect_server(stack: Stack) -> contextlib.AbstractContextManager[None]:
+    args = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
+    args += ["--port", str(stack.ports.prefect)]
+    return _service(stack, "prefect-server", args, f"{stack.prefect_url}/api/health")
+
+
+def _worker(stack: Stack, limit: int) -> contextlib.AbstractContextManager[None]:
+    args = [sys.executable, "-m", "prefect", "worker", "start", "--pool", WORK_POOL]
+    args += ["--type", "process", "--limit", str(limit), "--with-healthcheck"]
+    # The worker's health check server answers once it has polled the server.
+    return _service(stack, "worker", args, f"http://127.0.0.1:{stack.ports.worker}/health")
+
+
+def _api(stack: Stack) -> contextlib.AbstractContextManager[None]:
+    args = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1"]
+    args += ["--port", str(stack.ports.api), "--no-access-log"]
+    return _service(stack, "api", args, f"{stack.api_url}/healthz")
+
+
+def _provision(stack: Stack) -> None:
+    _run([sys.executable, "-m", "deployments.local.bootstrap", stack.webhook_url], stack)
+
+
+def _deploy(stack: Stack) -> None:
+    prefect = [sys.executable, "-m", "prefect"]
+    _run([*prefect, "work-pool", "create", WORK_POOL, "--type", "process", "--overwrite"], stack)
+    _run([*prefect, "--no-prompt", "deploy", "--all"], stack)
+
+
+def _run(args: list[str], stack: Stack) -> None:
+    log = stack.log("provision")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        result = subprocess.run(
+            args, cwd=REPO, env={**os.environ, **stack.env()}, stdout=out, stderr=out, check=False
+        )
+    if result.returncode != 0:
+        tail = log.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"{' '.join(args[1:])} failed ({result.returncode}):\n{tail}")
