@@ -1,0 +1,82 @@
+"""What routes need, as `Annotated` aliases. Everything is looked up per request, so that
+settings changes (and tests' `configure()`) apply without rebuilding the app."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from typing import Annotated
+
+from botocore.client import BaseClient
+from fastapi import Depends, Request, Security, status
+from fastapi.security import APIKeyHeader
+from prefect.settings import get_current_settings
+
+from api.errors import ApiError
+from api.prefect_events import PrefectEvents
+from tasks.aws import client
+from tasks.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def dynamodb() -> BaseClient:
+    return client("dynamodb")
+
+
+DynamoDB = Annotated[BaseClient, Depends(dynamodb)]
+
+
+def prefect_events(request: Request) -> PrefectEvents:
+    # Prefect's settings, not ours: the profile or PREFECT_API_URL/PREFECT_API_KEY.
+    api = get_current_settings().api
+    key = api.key.get_secret_value() if api.key else None
+    return PrefectEvents(request.app.state.http, api.url, key)
+
+
+Prefect = Annotated[PrefectEvents, Depends(prefect_events)]
+
+_api_key_header = APIKeyHeader(
+    name="x-api-key",
+    auto_error=False,
+    description="The key of the EventBridge connection (IMAGE_PIPELINE_WEBHOOK_API_KEY).",
+)
+
+
+def require_webhook_key(
+    settings: SettingsDep, key: Annotated[str | None, Security(_api_key_header)]
+) -> None:
+    """401 unless `x-api-key` is the configured key; no key configured refuses everyone."""
+    expected = settings.webhook_api_key.get_secret_value() if settings.webhook_api_key else ""
+    if not expected:
+        logger.warning("Webhook refused: IMAGE_PIPELINE_WEBHOOK_API_KEY is not set.")
+    # Bytes, because compare_digest refuses non-ASCII str; constant time against guessing.
+    if not expected or not hmac.compare_digest((key or "").encode(), expected.encode()):
+        raise ApiError(status.HTTP_401_UNAUTHORIZED, "Missing or invalid x-api-key header.")
+
+
+WebhookKey = Annotated[None, Depends(require_webhook_key)]
+
+
+async def webhook_body(request: Request, settings: SettingsDep, _: WebhookKey) -> bytes:
+    """The raw body, read only after the key check and never beyond the size limit."""
+    limit = settings.webhook_max_body_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    # Content-Length may be absent (chunked) or wrong, so count what actually arrives.
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _too_large(limit)
+    return bytes(body)
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(status.HTTP_413_CONTENT_TOO_LARGE, f"The body is larger than {limit} bytes.")
+
+
+WebhookBody = Annotated[bytes, Depends(webhook_body)]

@@ -1,0 +1,141 @@
+"""EventBridge's S3 "Object Created" event in, the Prefect event that starts a run out.
+
+Pure functions only (no I/O), so the shape is unit-tested here and the Prefect Cloud
+webhook template can reproduce it exactly.
+
+EventBridge delivers the key raw (`"uploads/x y+z.jpg"`), unlike the older S3
+notification format, so it is never URL-decoded here.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+OBJECT_CREATED = "Object Created"
+PREFECT_EVENT = "aws.s3.object.created"
+
+# Never change: the ids of events already sent would change with it, and a redelivered
+# event would then start a second run instead of being recognised as a duplicate.
+EVENT_NAMESPACE = uuid.UUID("015d85a8-a999-42bd-aac8-8f9470ad10c8")
+
+
+# What EventBridge's API destination posts for an upload (documentation and tests).
+EXAMPLE_EVENT: dict[str, Any] = {
+    "version": "0",
+    "id": "17793124-05d4-b198-2fde-7ededc63b103",
+    "detail-type": OBJECT_CREATED,
+    "source": "aws.s3",
+    "account": "111122223333",
+    "time": "2024-11-27T14:32:00Z",
+    "region": "us-east-1",
+    "resources": ["arn:aws:s3:::image-pipeline-uploads"],
+    "detail": {
+        "version": "0",
+        "bucket": {"name": "image-pipeline-uploads"},
+        "object": {
+            "key": "uploads/x y+z.jpg",
+            "size": 5,
+            "etag": "b1946ac92492d2347c6235b4d2611184",
+            "sequencer": "00617F08299329D189",
+        },
+        "request-id": "N4N7GDK58NMKJ12R",
+        "requester": "123456789012",
+        "reason": "PutObject",
+    },
+}
+
+
+class S3Event(BaseModel):
+    """The envelope of any S3 event from EventBridge; `detail` depends on `detail-type`."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str = Field(min_length=1)
+    detail_type: str = Field(alias="detail-type")
+    source: Literal["aws.s3"]
+    time: AwareDatetime
+    detail: dict[str, Any]
+
+
+class S3Bucket(BaseModel):
+    name: str = Field(min_length=1)
+
+
+class S3Object(BaseModel):
+    key: str = Field(min_length=1)
+    # Absent from some events (e.g. some copy and multipart paths), so optional.
+    size: int | None = Field(None, ge=0)
+    etag: str | None = None
+    sequencer: str | None = None
+
+
+class ObjectCreated(BaseModel):
+    """The `detail` of an "Object Created" event; fields we do not use are ignored."""
+
+    bucket: S3Bucket
+    object: S3Object
+
+
+class ObjectCreatedEvent(S3Event):
+    detail_type: Literal["Object Created"] = Field(alias="detail-type")
+    detail: ObjectCreated  # narrows the envelope's free-form dict
+
+
+def parse(body: bytes) -> S3Event:
+    """An `ObjectCreatedEvent`, or the bare envelope of another S3 event.
+
+    Raises `pydantic.ValidationError`, also for malformed JSON (error type `json_invalid`).
+    """
+    event = S3Event.model_validate_json(body)
+    if event.detail_type == OBJECT_CREATED:
+        return ObjectCreatedEvent.model_validate_json(body)
+    return event
+
+
+def ignore_reason(event: ObjectCreatedEvent, bucket: str, prefix: str) -> str | None:
+    """Why an upload is not for this pipeline, or None when it is."""
+    if event.detail.bucket.name != bucket:
+        return f"ignored: bucket {event.detail.bucket.name!r} is not the uploads bucket"
+    if not event.detail.object.key.startswith(prefix):
+        return f"ignored: key is outside the uploads prefix {prefix!r}"
+    return None
+
+
+def event_id(
+    bucket: str, key: str, etag: str | None, sequencer: str | None, eventbridge_id: str
+) -> uuid.UUID:
+    """The same upload always gives the same id, so Prefect starts one run per upload.
+
+    S3 and EventBridge deliver at least once, and a duplicate may come in a new envelope,
+    so the id is made from the object version (ETag, S3 sequencer); only when both are
+    missing is the envelope's id the best there is.
+    """
+    version = [etag, sequencer] if etag or sequencer else [eventbridge_id]
+    # JSON keeps the parts apart: an S3 key may contain any character, newlines included.
+    return uuid.uuid5(EVENT_NAMESPACE, json.dumps([bucket, key, *version]))
+
+
+def prefect_event(event: ObjectCreatedEvent) -> dict[str, Any]:
+    """The Prefect event (JSON-ready) that the deployment trigger turns into a flow run."""
+    bucket, obj = event.detail.bucket.name, event.detail.object
+    return {
+        "id": str(event_id(bucket, obj.key, obj.etag, obj.sequencer, event.id)),
+        "occurred": event.time.isoformat(),
+        "event": PREFECT_EVENT,
+        "resource": {
+            "prefect.resource.id": f"s3://{bucket}/{obj.key}",
+            "prefect.resource.name": obj.key,
+        },
+        "payload": {
+            "bucket": bucket,
+            "key": obj.key,
+            "etag": obj.etag,
+            "size": obj.size,
+            "sequencer": obj.sequencer,
+            "eventbridge_id": event.id,
+        },
+    }

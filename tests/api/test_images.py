@@ -1,0 +1,193 @@
+"""Status routes, health and the error contract, over real HTTP against MiniStack."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from deployments.local.processes import free_port
+from tasks.aws import client
+from tasks.record import to_dynamo
+from tasks.settings import get_settings
+
+NOT_FOUND = {"message": "Image details not found for the given image identifier."}
+
+
+def put_item(key: str, **attributes: Any) -> dict[str, Any]:
+    item = {"ImageKey": key, **attributes}
+    client("dynamodb").put_item(
+        TableName=get_settings().table_name,
+        Item={name: to_dynamo(value) for name, value in item.items()},
+    )
+    return item
+
+
+def get(api: str, key: str, suffix: str = "/status", **kwargs: Any) -> httpx.Response:
+    # What a client does: percent-encode the key, keeping its slashes as path separators.
+    return httpx.get(f"{api}/images/{quote(key, safe='/')}{suffix}", **kwargs)
+
+
+def a_completed_item(key: str) -> dict[str, Any]:
+    return put_item(
+        key,
+        s3_bucket_original=get_settings().uploads_bucket,
+        s3_key_original=key,
+        overall_processing_status="COMPLETED",
+        thumbnails={"100x100": f"s3://thumbs/thumbnails/{key}/100x100.jpg"},
+        extracted_metadata={
+            "width_pixels": 640,
+            "filesize_bytes": 12345,
+            "rekognition_labels": [{"Name": "Cat", "Confidence": 99.5}],
+        },
+        created_at=1700000000,
+        updated_at=1700000001,
+    )
+
+
+def test_original_route_answers_the_raw_item(api: str) -> None:
+    name = f"{uuid.uuid4().hex[:8]}.jpg"
+    item = a_completed_item(f"uploads/{name}")
+    response = httpx.get(f"{api}/images/uploads/{name}/status")
+    assert response.status_code == 200
+    assert response.json() == item
+    assert '"created_at":1700000000' in response.text  # a JSON number, not "1700000000"
+    assert '"Confidence":99.5' in response.text
+
+
+def test_original_route_404_body_is_unchanged(api: str) -> None:
+    response = httpx.get(f"{api}/images/uploads/{uuid.uuid4().hex}.jpg/status")
+    assert response.status_code == 404
+    assert response.json() == NOT_FOUND
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "x y+z.jpg",
+        "100% real.jpg",
+        "a%20b.jpg",
+        "a+b%2Bc.png",
+        "фото 東京 é.jpeg",
+        "deep/er/path/photo.jpg",
+        "what?#hash&amp;=.jpg",
+    ],
+)
+@pytest.mark.parametrize("suffix", ["/status", ""])
+def test_any_key_round_trips(api: str, name: str, suffix: str) -> None:
+    key = f"uploads/{uuid.uuid4().hex[:8]}/{name}"
+    item = a_completed_item(key)
+    response = get(api, key, suffix)
+    assert response.status_code == 200, response.text
+    assert response.json()["ImageKey"] == key
+    assert response.json() == item
+
+
+def test_a_key_ending_in_status_is_asked_for_with_the_suffix(api: str) -> None:
+    key = f"uploads/{uuid.uuid4().hex[:8]}/status"
+    item = a_completed_item(key)
+    assert get(api, key).json() == item
+    # Without the suffix the path reads as the status of the key's parent "folder".
+    assert get(api, key, "").json() == NOT_FOUND
+
+
+def test_keys_outside_uploads_are_found_too(api: str) -> None:
+    key = f"elsewhere/{uuid.uuid4().hex}.png"
+    put_item(key, overall_processing_status="FAILED", error_type="NotAnImage")
+    assert get(api, key).json()["error_type"] == "NotAnImage"
+    assert get(api, key, "").json()["ImageKey"] == key
+
+
+def test_the_original_route_and_the_general_one_agree(api: str) -> None:
+    key = f"uploads/{uuid.uuid4().hex[:8]}.jpg"
+    item = a_completed_item(key)
+    assert get(api, key).json() == item
+    assert httpx.get(f"{api}/images/{key}/status").json() == item
+
+
+@pytest.mark.parametrize("path", ["/images/nope.jpg", "/images/a/b/status", "/images//status"])
+def test_unknown_keys_are_404_with_the_original_body(api: str, path: str) -> None:
+    response = httpx.get(f"{api}{path}")
+    assert response.status_code == 404
+    assert response.json() == NOT_FOUND
+
+
+def test_overlong_key_is_404(api: str) -> None:
+    assert get(api, "uploads/" + "é" * 600).json() == NOT_FOUND
+
+
+def test_dynamodb_outage_is_503_with_a_message(api: str, configure: Callable[..., None]) -> None:
+    configure(aws_endpoint_url=f"http://127.0.0.1:{free_port()}")
+    response = httpx.get(f"{api}/images/uploads/a.jpg/status", timeout=60)
+    assert response.status_code == 503
+    assert response.json() == {
+        "message": "Image records are unavailable right now; try again later."
+    }
+
+
+def test_healthz(api: str) -> None:
+    response = httpx.get(f"{api}/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_readyz_when_the_table_answers(api: str) -> None:
+    response = httpx.get(f"{api}/readyz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+def test_readyz_when_it_does_not(api: str, configure: Callable[..., None]) -> None:
+    configure(aws_endpoint_url=f"http://127.0.0.1:{free_port()}")
+    response = httpx.get(f"{api}/readyz", timeout=60)
+    assert response.status_code == 503
+    assert response.json() == {
+        "message": f"DynamoDB table {get_settings().table_name!r} is not reachable."
+    }
+
+
+def test_readyz_when_the_table_is_missing(api: str, configure: Callable[..., None]) -> None:
+    configure(table_name=f"missing-{uuid.uuid4().hex[:8]}")
+    assert httpx.get(f"{api}/readyz").status_code == 503
+
+
+def test_cors_allows_any_origin_by_default(api: str) -> None:
+    origin = {"Origin": "https://example.com"}
+    response = httpx.get(f"{api}/images/uploads/nope.jpg/status", headers=origin)
+    assert response.headers["access-control-allow-origin"] == "*"
+    preflight = httpx.options(
+        f"{api}/images/uploads/a.jpg/status",
+        headers=origin | {"Access-Control-Request-Method": "GET"},
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "*"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [("GET", "/nowhere", 404), ("POST", "/healthz", 405), ("GET", "/events/s3", 405)],
+)
+def test_framework_errors_are_json_with_a_message(
+    api: str, method: str, path: str, status: int
+) -> None:
+    response = httpx.request(method, f"{api}{path}")
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
+    assert isinstance(response.json()["message"], str)
+
+
+def test_openapi_documents_the_routes(api: str) -> None:
+    paths = httpx.get(f"{api}/openapi.json").json()["paths"]
+    assert set(paths) >= {
+        "/events/s3",
+        "/images/uploads/{filename}/status",
+        "/images/{key}/status",
+        "/images/{key}",
+        "/healthz",
+        "/readyz",
+    }
+    assert paths["/images/uploads/{filename}/status"]["get"]["responses"]["404"]
