@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+ProcessingStatus = Literal["PROCESSING", "COMPLETED", "FAILED"]
+
+# Stored as text (`datetime.isoformat()`), and passed on as stored: never re-formatted.
+_ISO = {"format": "date-time"}
 
 
 class Message(BaseModel):
@@ -29,7 +34,96 @@ class WebhookResult(BaseModel):
     )
 
 
+# --- Image records -----------------------------------------------------------------------
+# The known attributes are typed so that /openapi.json documents them; `extra="allow"`
+# passes on any other attribute (older writers, fields added later) instead of hiding it.
+
+
+class Label(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    Name: str
+    Confidence: float = Field(description="Percent, 0 to 100.")
+
+
+class ExtractedMetadata(BaseModel):
+    """The original pipeline's Pillow properties, plus animation, EXIF and labels."""
+
+    model_config = ConfigDict(extra="allow")
+
+    filename: str | None = None
+    filesize_bytes: int | None = None
+    format: str | None = Field(None, examples=["JPEG"])
+    width_pixels: int | None = None
+    height_pixels: int | None = None
+    mode: str | None = Field(None, examples=["RGB"])
+    is_animated: bool | None = None
+    frame_count: int | None = None
+    exif: dict[str, Any] | None = Field(None, description="Camera, date taken, orientation, GPS.")
+    rekognition_labels: list[Label] | None = None
+
+
+class ImageRecord(BaseModel):
+    """An image's DynamoDB item. Attributes the item does not have are left out, not null."""
+
+    model_config = ConfigDict(extra="allow")
+
+    ImageKey: str = Field(description="The S3 key, exactly as S3 reports it.")
+    s3_bucket_original: str | None = None
+    s3_key_original: str | None = None
+    overall_processing_status: ProcessingStatus | None = None
+    image_type: str | None = Field(None, examples=["jpeg"])
+    # Free text: the original pipeline's items may carry values of their own here.
+    validation_status: str | None = Field(None, examples=["VALID", "INVALID"])
+    thumbnails: dict[str, str] | None = Field(
+        None, description="Box (`640x480`) to the thumbnail's S3 URI."
+    )
+    thumbnail_generation_status: str | None = None
+    extracted_metadata: ExtractedMetadata | None = None
+    metadata_extraction_status: str | None = None
+    labels_status: Literal["COMPLETED", "SKIPPED", "FAILED"] | None = None
+    labels_source: str | None = Field(None, description="`s3` or `thumbnail`.")
+    rekognition_error: str | None = None
+    labels_skipped_reason: str | None = None
+    error_type: str | None = Field(None, examples=["NotAnImage"])
+    error_message: str | None = None
+    failed_step: str | None = Field(None, examples=["validate"])
+    etag: str | None = Field(None, description="ETag of the object version the item describes.")
+    source_last_modified: float | None = Field(None, description="That version's epoch seconds.")
+    attempts: int | None = Field(None, description="Runs that have claimed the image.")
+    flow_run_id: str | None = Field(None, description="The Prefect flow run that wrote it last.")
+    created_at: int | None = Field(None, description="Epoch seconds; kept across re-uploads.")
+    updated_at: int | None = Field(None, description="Epoch seconds.")
+    created_at_iso: str | None = Field(None, json_schema_extra=_ISO)
+    updated_at_iso: str | None = Field(None, json_schema_extra=_ISO)
+
+
+class ImagePage(BaseModel):
+    """One page of images with the same status, most recently updated first."""
+
+    items: list[ImageRecord]
+    next_cursor: str | None = Field(
+        description="Pass it back as `cursor` for the next page; null on the last page."
+    )
+
+
+class ReprocessStarted(BaseModel):
+    flow_run_id: str = Field(description="The process-image flow run just created.")
+    ui_url: str | None = Field(description="That run in the Prefect UI.")
+    bucket: str
+    key: str
+    etag: str = Field(description="The object version the run will process.")
+
+
+class RunInProgress(Message):
+    flow_run_id: str = Field(description="The process-image run that is handling the image.")
+    flow_run_state: str = Field(examples=["Running"])
+    ui_url: str | None
+
+
 # OpenAPI entries for the error responses that routes share.
+BAD_REQUEST: dict[int | str, dict[str, Any]] = {400: {"model": Message}}
+UNAUTHORIZED: dict[int | str, dict[str, Any]] = {401: {"model": Message}}
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": Message}}
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"model": Message}}
 INVALID: dict[int | str, dict[str, Any]] = {422: {"model": ValidationMessage}}

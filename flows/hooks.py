@@ -34,8 +34,9 @@ def notify_success(flow: Any, flow_run: FlowRun, state: State) -> None:
         notify.publish_success(item)
 
 
-def record_failure(flow: Any, flow_run: FlowRun, state: State) -> None:
-    error = state.result(raise_on_failure=False)
+async def record_failure(flow: Any, flow_run: FlowRun, state: State) -> None:
+    # The flow is async, so its state's result is read the async way.
+    error = await state.aresult(raise_on_failure=False)
     if isinstance(error, BaseException):
         error_type, message = describe_error(error)
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -11,6 +12,9 @@ from deployments.provision import provision
 from tasks import aws, notify
 from tasks.settings import get_settings
 from tests.fakes.rekognition import FakeRekognition
+
+# Servers started by the tests talk to nothing but 127.0.0.1.
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 
 
 def _reset_caches() -> None:

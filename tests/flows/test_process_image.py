@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 
 from deployments.local.samples import samples
-from flows.process_image import process_image
 from tasks.aws import client
 from tasks.record import read_item
 from tasks.settings import get_settings
+from tests.flows.runner import run_process_image
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -37,7 +37,7 @@ def unique_key(name: str) -> str:
 
 def run(key: str, data: bytes, upload: Callable[[str, bytes], str]) -> tuple[Any, dict]:
     etag = upload(key, data)
-    state = process_image(get_settings().uploads_bucket, key, etag, return_state=True)
+    state = run_process_image(get_settings().uploads_bucket, key, etag, return_state=True)
     item = read_item(key)
     assert item is not None, "every run leaves an item"
     return state, item
@@ -147,7 +147,7 @@ def test_same_key_in_two_folders_never_collide(upload) -> None:
 def test_second_run_for_the_same_version_does_nothing(upload, notifications) -> None:
     key = unique_key("photo.jpg")
     _, first = run(key, SAMPLES["photo.jpg"], upload)
-    second_state = process_image(
+    second_state = run_process_image(
         get_settings().uploads_bucket, key, first["etag"], return_state=True
     )
     second = read_item(key)
@@ -173,7 +173,7 @@ def test_event_for_a_replaced_version_changes_nothing(upload) -> None:
     old_etag = upload(key, SAMPLES["photo.jpg"])
     _, current = run(key, SAMPLES["logo.png"], upload)
 
-    result = process_image(get_settings().uploads_bucket, key, old_etag)
+    result = run_process_image(get_settings().uploads_bucket, key, old_etag)
 
     assert result["overall_processing_status"] == "SUPERSEDED"
     assert read_item(key) == current
@@ -182,7 +182,7 @@ def test_event_for_a_replaced_version_changes_nothing(upload) -> None:
 def test_run_without_etag_processes_the_current_object(upload) -> None:
     key = unique_key("photo.jpg")
     upload(key, SAMPLES["photo.jpg"])
-    item = process_image(get_settings().uploads_bucket, key)
+    item = run_process_image(get_settings().uploads_bucket, key)
     assert item["overall_processing_status"] == "COMPLETED"
 
 
@@ -227,7 +227,7 @@ def test_failed_image_completes_when_run_again(upload, configure) -> None:
     _, failed = run(key, SAMPLES["photo.jpg"], upload)
     configure(thumbnails_bucket=thumbnails_bucket)
 
-    item = process_image(get_settings().uploads_bucket, key, failed["etag"])
+    item = run_process_image(get_settings().uploads_bucket, key, failed["etag"])
 
     assert item["overall_processing_status"] == "COMPLETED"
     assert item["attempts"] == 2 and item["created_at"] == failed["created_at"]

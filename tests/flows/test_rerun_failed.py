@@ -30,6 +30,7 @@ from flows.rerun_failed import rerun_failed_images
 from tasks.aws import client
 from tasks.record import read_item, to_dynamo
 from tasks.settings import get_settings
+from tests.flows.runner import run_process_image
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "aws_stack")
 
@@ -200,7 +201,7 @@ def test_an_image_that_process_image_failed_is_rerun_from_its_bucket(
 ) -> None:
     key = f"{prefix}not-an-image.jpg"
     upload(key, samples()["not-an-image.jpg"])
-    assert process_image(get_settings().uploads_bucket, key, return_state=True).is_failed()
+    assert run_process_image(get_settings().uploads_bucket, key, return_state=True).is_failed()
 
     summary = rerun_failed_images(key_prefix=prefix, error_type="NotAnImage")
 
