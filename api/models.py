@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 ProcessingStatus = Literal["PROCESSING", "COMPLETED", "FAILED"]
 
-# Stored as text (`datetime.isoformat()`), and passed on as stored: never re-formatted.
-_ISO = {"format": "date-time"}
+# Stored as text (`datetime.isoformat()`) and passed on as stored, never re-formatted.
+IsoTimestamp = Annotated[str, Field(json_schema_extra={"format": "date-time"})]
 
 
 class Message(BaseModel):
@@ -94,8 +94,8 @@ class ImageRecord(BaseModel):
     flow_run_id: str | None = Field(None, description="The Prefect flow run that wrote it last.")
     created_at: int | None = Field(None, description="Epoch seconds; kept across re-uploads.")
     updated_at: int | None = Field(None, description="Epoch seconds.")
-    created_at_iso: str | None = Field(None, json_schema_extra=_ISO)
-    updated_at_iso: str | None = Field(None, json_schema_extra=_ISO)
+    created_at_iso: IsoTimestamp | None = Field(None, description="`created_at`, ISO 8601.")
+    updated_at_iso: IsoTimestamp | None = Field(None, description="`updated_at`, ISO 8601.")
 
 
 class ImagePage(BaseModel):

@@ -12,7 +12,7 @@ TIMEOUT = httpx.Timeout(3.0)
 
 
 class PrefectUnavailable(Exception):
-    """Prefect did not take the event; the reason never includes the API key."""
+    """Prefect did not answer, or refused the request; the reason never includes the API key."""
 
 
 @dataclass(frozen=True)

@@ -10,15 +10,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from botocore.exceptions import ClientError
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter
 from prefect.client.schemas.objects import FlowRun
 from prefect.states import State
 
 from tasks import notify, record
-from tasks.aws import error_code
-from tasks.errors import ImageRejected
+from tasks.errors import ImageRejected, describe_error
 
 logger = logging.getLogger("image_pipeline.hooks")
 
@@ -48,14 +46,6 @@ async def record_failure(flow: Any, flow_run: FlowRun, state: State) -> None:
 
 def record_crash(flow: Any, flow_run: FlowRun, state: State) -> None:
     _record_and_notify(flow_run, "Crashed", state.message or "The flow-run process crashed.")
-
-
-def describe_error(error: BaseException) -> tuple[str, str]:
-    if isinstance(error, ImageRejected):
-        return error.error_type, error.message
-    if isinstance(error, ClientError):
-        return error_code(error) or "ClientError", str(error)
-    return type(error).__name__, str(error) or repr(error)
 
 
 def _record_and_notify(

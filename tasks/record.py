@@ -199,13 +199,17 @@ def mark_failed(
 
 
 @task(name="claim-record", **TRANSIENT_RETRIES, cache_policy=NO_CACHE, persist_result=False)
-def claim_record(source: SourceObject, flow_run_id: str) -> dict[str, Any] | None:
-    """Mark the item PROCESSING. Returns the item when this version is already done."""
+def claim_record(
+    source: SourceObject, flow_run_id: str, *, force: bool = False
+) -> dict[str, Any] | None:
+    """Mark the item PROCESSING. Returns the item instead when this version is already done
+    (unless `force`: a backfill after a change of thumbnail sizes redoes finished work)."""
     existing = read_item(source.key)
     if (
-        existing
+        not force
+        and existing
         and existing.get("etag") == source.etag
-        and (existing.get("overall_processing_status") == COMPLETED)
+        and existing.get("overall_processing_status") == COMPLETED
     ):
         return existing
     if mark_processing(source, flow_run_id) is None:

@@ -43,3 +43,21 @@ def head_source(bucket: str, key: str, etag: str | None) -> SourceObject:
 @task(name="source", **TRANSIENT_RETRIES, cache_policy=NO_CACHE, persist_result=False)
 def describe_source(bucket: str, key: str, etag: str | None) -> SourceObject:
     return head_source(bucket, key, etag)
+
+
+@task(name="list-sources", **TRANSIENT_RETRIES, cache_policy=NO_CACHE, persist_result=False)
+def list_sources(bucket: str, prefix: str) -> list[SourceObject]:
+    """Every object under `prefix`, as S3 lists it (no HEAD per object needed)."""
+    pages = client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return [
+        SourceObject(
+            bucket=bucket,
+            key=obj["Key"],
+            etag=normalize_etag(obj["ETag"]) or "",
+            size=obj["Size"],
+            last_modified=obj["LastModified"],
+        )
+        for page in pages
+        for obj in page.get("Contents", [])
+        if not obj["Key"].endswith("/")  # folder placeholders
+    ]

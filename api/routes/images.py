@@ -1,50 +1,203 @@
-"""Image records by S3 key, read from DynamoDB exactly as stored."""
+"""Image records: one by S3 key, pages of them by status, and reprocessing on request."""
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from datetime import datetime
+from typing import Annotated, Any
 
-from fastapi import APIRouter, status
+from botocore.exceptions import BotoCoreError, ClientError
+from fastapi import APIRouter, Query, status
+from fastapi.responses import JSONResponse
 
-from api.deps import DynamoDB, SettingsDep
+from api.deps import DynamoDB, SettingsDep, WebhookKey
 from api.errors import ApiError
-from api.models import NOT_FOUND, UNAVAILABLE
+from api.models import (
+    BAD_REQUEST,
+    INVALID,
+    NOT_FOUND,
+    UNAUTHORIZED,
+    UNAVAILABLE,
+    ImagePage,
+    ImageRecord,
+    ProcessingStatus,
+    ReprocessStarted,
+    RunInProgress,
+)
+from api.prefect_events import PrefectUnavailable
+from api.runs import RunInTheWay, start_process_image, ui_url
+from flows.rerun_failed import epoch_seconds
+from tasks.catalog import list_by_status
+from tasks.errors import Superseded
+from tasks.models import SourceObject
 from tasks.record import from_dynamo
+from tasks.settings import Settings
+from tasks.source import head_source
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/images", tags=["images"])
 
 NOT_FOUND_MESSAGE = "Image details not found for the given image identifier."
+PREFECT_UNAVAILABLE = "Prefect is unavailable; try again later."
+S3_UNAVAILABLE = "The uploads bucket cannot be read right now; try again later."
 MAX_KEY_BYTES = 1024  # S3's limit: a longer key cannot name an image
-RESPONSES = {**NOT_FOUND, **UNAVAILABLE}
+# Every route with parameters may answer 422; FastAPI would document its own body for it.
+RESPONSES = {**NOT_FOUND, **INVALID, **UNAVAILABLE}
 
 Item = dict[str, Any]
 
 
-@router.get("/uploads/{filename}/status", responses=RESPONSES)
-def get_upload_status(filename: str, dynamodb: DynamoDB, settings: SettingsDep) -> Item:
-    """The original API's route: the item of `uploads/{filename}`."""
-    return read_image(dynamodb, settings.table_name, f"uploads/{filename}")
+# --- Reading ---------------------------------------------------------------------------------
+
+
+@router.get(
+    "",
+    response_model_exclude_unset=True,
+    responses={**BAD_REQUEST, **INVALID, **UNAVAILABLE},
+)
+def list_images(
+    dynamodb: DynamoDB,
+    settings: SettingsDep,
+    status: Annotated[ProcessingStatus, Query(description="The lifecycle status to list.")],
+    limit: Annotated[int, Query(ge=1, le=1000, description="Items per page.")] = 50,
+    cursor: Annotated[
+        str | None, Query(description="`next_cursor` of the previous page, unchanged.")
+    ] = None,
+    key_prefix: Annotated[
+        str | None, Query(max_length=MAX_KEY_BYTES, description="Only keys that start so.")
+    ] = None,
+    error_type: Annotated[
+        str | None, Query(max_length=256, description="Only this `error_type`.")
+    ] = None,
+    updated_after: Annotated[
+        datetime | None, Query(description="Updated at or after, to the second; UTC if no zone.")
+    ] = None,
+    updated_before: Annotated[
+        datetime | None, Query(description="Updated at or before, to the second; UTC if no zone.")
+    ] = None,
+) -> ImagePage:
+    """Images with this status, most recently updated first, a page at a time."""
+    try:
+        page = list_by_status(
+            status,
+            limit=limit,
+            cursor=cursor,
+            key_prefix=key_prefix,
+            error_type=error_type,
+            updated_after=epoch_seconds(updated_after),
+            updated_before=epoch_seconds(updated_before),
+            dynamodb=dynamodb,
+            table_name=settings.table_name,
+        )
+    except ValueError as exc:  # a cursor that is not one of ours, or of another listing
+        raise _bad_request(str(exc)) from exc
+    return ImagePage(items=page.items, next_cursor=page.next_cursor)
+
+
+def _bad_request(message: str) -> ApiError:
+    # Not inline: the `status` query parameter hides the module of that name in the route.
+    return ApiError(status.HTTP_400_BAD_REQUEST, message)
+
+
+# Exactly as stored, never re-validated: existing clients of the original API get the same
+# bytes whatever the item holds. `response_model` only documents the known attributes.
+@router.get("/uploads/{filename}/status", response_model=ImageRecord, responses=RESPONSES)
+def get_upload_status(filename: str, dynamodb: DynamoDB, settings: SettingsDep) -> JSONResponse:
+    """The original API's route: the item of `uploads/{filename}`, exactly as stored."""
+    return JSONResponse(read_image(dynamodb, settings.table_name, f"uploads/{filename}"))
 
 
 # `{key:path}` takes slashes; the client percent-encodes the key and Starlette decodes the
 # path once. A key that itself ends in `/status` is asked for as `/images/{key}/status`.
-@router.get("/{key:path}/status", responses=RESPONSES)
-def get_image_status(key: str, dynamodb: DynamoDB, settings: SettingsDep) -> Item:
+@router.get("/{key:path}/status", response_model_exclude_unset=True, responses=RESPONSES)
+def get_image_status(key: str, dynamodb: DynamoDB, settings: SettingsDep) -> ImageRecord:
     """The item of any S3 key."""
-    return read_image(dynamodb, settings.table_name, key)
+    return ImageRecord.model_validate(read_image(dynamodb, settings.table_name, key))
 
 
-@router.get("/{key:path}", responses=RESPONSES)
-def get_image(key: str, dynamodb: DynamoDB, settings: SettingsDep) -> Item:
+@router.get("/{key:path}", response_model_exclude_unset=True, responses=RESPONSES)
+def get_image(key: str, dynamodb: DynamoDB, settings: SettingsDep) -> ImageRecord:
     """The item of any S3 key."""
-    return read_image(dynamodb, settings.table_name, key)
+    return ImageRecord.model_validate(read_image(dynamodb, settings.table_name, key))
 
 
 def read_image(dynamodb: Any, table: str, key: str) -> Item:
+    item = get_item(dynamodb, table, key)
+    if item is None:
+        raise ApiError(status.HTTP_404_NOT_FOUND, NOT_FOUND_MESSAGE)
+    return item
+
+
+def get_item(dynamodb: Any, table: str, key: str) -> Item | None:
     # DynamoDB refuses empty and over-long keys with an error; no image can have them.
     if not key or len(key.encode()) > MAX_KEY_BYTES:
-        raise ApiError(status.HTTP_404_NOT_FOUND, NOT_FOUND_MESSAGE)
+        return None
     response = dynamodb.get_item(TableName=table, Key={"ImageKey": {"S": key}}, ConsistentRead=True)
-    if "Item" not in response:
+    return from_dynamo(response["Item"]) if "Item" in response else None
+
+
+# --- Reprocessing ----------------------------------------------------------------------------
+
+
+@router.post(
+    "/{key:path}/reprocess",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ReprocessStarted,
+    responses={
+        **UNAUTHORIZED,
+        **NOT_FOUND,
+        409: {"model": RunInProgress, "description": "A process-image run is handling it."},
+        **INVALID,
+        **UNAVAILABLE,
+    },
+)
+def reprocess_image(
+    _: WebhookKey, key: str, dynamodb: DynamoDB, settings: SettingsDep
+) -> ReprocessStarted | JSONResponse:
+    """Start a process-image run for the object as it is now (needs the `x-api-key`).
+
+    The run processes the object's current version; `attempts` goes up and `created_at`
+    stays. Refused with 409 while a process-image run for this key is scheduled, pending,
+    running, paused or cancelling.
+    """
+    source = current_object(dynamodb, settings, key)
+    try:
+        run = start_process_image(source)
+    except RunInTheWay as exc:
+        return _conflict(key, exc)
+    except PrefectUnavailable as exc:
+        logger.warning("Reprocess of %r: Prefect did not take the run: %s", key, exc)
+        raise ApiError(status.HTTP_503_SERVICE_UNAVAILABLE, PREFECT_UNAVAILABLE) from exc
+    logger.info("Reprocess of %r: started flow run %s.", key, run.id)
+    return ReprocessStarted(
+        flow_run_id=run.id, ui_url=ui_url(run.id), bucket=source.bucket, key=key, etag=source.etag
+    )
+
+
+def current_object(dynamodb: Any, settings: Settings, key: str) -> SourceObject:
+    """The object the image's record names (or the uploads bucket's), as it is now."""
+    item = get_item(dynamodb, settings.table_name, key)
+    if item is None and not key.startswith(settings.uploads_prefix):
+        # No record and outside the prefix: the trigger would never have processed it.
         raise ApiError(status.HTTP_404_NOT_FOUND, NOT_FOUND_MESSAGE)
-    return from_dynamo(response["Item"])
+    bucket = (item or {}).get("s3_bucket_original") or settings.uploads_bucket
+    try:
+        return head_source(bucket, key, None)
+    except Superseded as exc:
+        message = f"s3://{bucket}/{key} does not exist: there is nothing to reprocess."
+        raise ApiError(status.HTTP_404_NOT_FOUND, message) from exc
+    except (BotoCoreError, ClientError) as exc:
+        logger.warning("Reprocess of %r: cannot read s3://%s: %s", key, bucket, exc)
+        raise ApiError(status.HTTP_503_SERVICE_UNAVAILABLE, S3_UNAVAILABLE) from exc
+
+
+def _conflict(key: str, exc: RunInTheWay) -> JSONResponse:
+    run = exc.run
+    body = RunInProgress(
+        message=f"{key} is already being processed by flow run {run.id} ({run.state}).",
+        flow_run_id=run.id,
+        flow_run_state=run.state,
+        ui_url=ui_url(run.id),
+    )
+    return JSONResponse(body.model_dump(), status_code=status.HTTP_409_CONFLICT)
