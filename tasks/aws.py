@@ -8,9 +8,12 @@ thread-safe).
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import Any
 
+from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, ReadTimeoutError
 from prefect_aws import AwsCredentials
 from prefect_aws.credentials import AwsClientParameters
@@ -66,12 +69,38 @@ def client(service: str) -> Any:
     settings = get_settings()
     if service == "rekognition" and settings.rekognition_endpoint_url:
         session = aws_credentials().get_boto3_session()
-        return session.client(
+        new_client = session.client(
             "rekognition",
             endpoint_url=settings.rekognition_endpoint_url,
             config=_botocore_config(),
         )
-    return aws_credentials().get_client(service)
+    else:
+        new_client = aws_credentials().get_client(service)
+    if settings.fault_rate:
+        inject_faults(new_client, settings.fault_rate)
+    return new_client
+
+
+class _EmptyBody:
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield b""
+
+
+def inject_faults(
+    aws_client: Any, rate: float, chance: Callable[[], float] = random.random
+) -> None:
+    """Answer a share of the client's calls with 503 before they are sent (chaos testing).
+
+    The fake answer goes through botocore's normal error handling and retries, exactly
+    as a real ServiceUnavailable would.
+    """
+
+    def maybe_fail(request: Any, **_: Any) -> AWSResponse | None:
+        if chance() < rate:
+            return AWSResponse(request.url, 503, {}, _EmptyBody())
+        return None
+
+    aws_client.meta.events.register("before-send", maybe_fail)
 
 
 def _botocore_config() -> Any:

@@ -81,6 +81,14 @@ class Settings(BaseSettings):
         75.0, ge=0, le=100, description="MinConfidence for detect_labels."
     )
 
+    # --- Chaos testing ---------------------------------------------------------------
+    fault_rate: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Share of AWS calls answered 503 before they are sent (`make soak`).",
+    )
+
     # --- Event webhook and API -------------------------------------------------------
     webhook_api_key: SecretStr | None = Field(
         None,
