@@ -41,7 +41,8 @@ Prefect = Annotated[PrefectEvents, Depends(prefect_events)]
 _api_key_header = APIKeyHeader(
     name="x-api-key",
     auto_error=False,
-    description="The key of the EventBridge connection (IMAGE_PIPELINE_WEBHOOK_API_KEY).",
+    description="IMAGE_PIPELINE_WEBHOOK_API_KEY: the EventBridge connection's key, which also "
+    "guards reprocessing.",
 )
 
 
@@ -51,7 +52,7 @@ def require_webhook_key(
     """401 unless `x-api-key` is the configured key; no key configured refuses everyone."""
     expected = settings.webhook_api_key.get_secret_value() if settings.webhook_api_key else ""
     if not expected:
-        logger.warning("Webhook refused: IMAGE_PIPELINE_WEBHOOK_API_KEY is not set.")
+        logger.warning("Request refused: IMAGE_PIPELINE_WEBHOOK_API_KEY is not set.")
     # Bytes, because compare_digest refuses non-ASCII str; constant time against guessing.
     if not expected or not hmac.compare_digest((key or "").encode(), expected.encode()):
         raise ApiError(status.HTTP_401_UNAUTHORIZED, "Missing or invalid x-api-key header.")

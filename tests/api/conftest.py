@@ -138,12 +138,14 @@ def wait_for_prefect_events(ids: list[str], timeout: float = 30) -> list[dict[st
 
 
 class FakePrefect:
-    """A stand-in Prefect API that records what it receives and answers `status`."""
+    """A stand-in Prefect API that records what it receives and answers `status` with
+    `body` (JSON) to every POST, and `get_status` to every GET."""
 
-    def __init__(self, status: int = 204) -> None:
+    def __init__(self, status: int = 204, body: Any = None, get_status: int = 404) -> None:
         self.status = status
         self.requests: list[dict[str, Any]] = []
         fake = self
+        content = b"" if body is None else json.dumps(body).encode()
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
@@ -151,9 +153,18 @@ class FakePrefect:
                 fake.requests.append(
                     {"path": self.path, "headers": dict(self.headers), "json": json.loads(body)}
                 )
-                self.send_response(fake.status)
-                self.send_header("Content-Length", "0")
+                self.answer(fake.status, content)
+
+            def do_GET(self) -> None:
+                fake.requests.append({"path": self.path, "headers": dict(self.headers)})
+                self.answer(get_status, b"")
+
+            def answer(self, status: int, content: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(content)))
                 self.end_headers()
+                self.wfile.write(content)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -57,6 +58,60 @@ def test_original_route_answers_the_raw_item(api: str) -> None:
     assert response.json() == item
     assert '"created_at":1700000000' in response.text  # a JSON number, not "1700000000"
     assert '"Confidence":99.5' in response.text
+
+
+def canonical(value: Any) -> str:
+    # Byte for byte but for key order (DynamoDB keeps none): 99 and 99.0, "1" and 1, true
+    # and 1 all differ here, where == would call them equal.
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def a_legacy_item(key: str) -> dict[str, Any]:
+    """Written by the original pipeline or by hand: types the typed model would change."""
+    return put_item(
+        key,
+        overall_processing_status="COMPLETED",
+        extracted_metadata={
+            "filename": key.rsplit("/", 1)[-1],
+            "rekognition_labels": [{"Name": "Chat noir é", "Confidence": 99}],
+        },
+        source_last_modified=1700000000,  # the model says float: it would add ".0"
+        created_at="1700000000",  # a string where the model says integer
+        flags={"ok": True, "nothing": None, "ratio": 0.1, "list": [1, "2", [3.5]]},
+        not_a_field_of_the_model="kept",
+    )
+
+
+def test_original_route_answers_the_item_byte_for_byte(api: str) -> None:
+    name = f"{uuid.uuid4().hex[:8]} фото.jpg"
+    item = a_legacy_item(f"uploads/{name}")
+
+    response = httpx.get(f"{api}/images/uploads/{quote(name)}/status")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert canonical(response.json()) == canonical(item)
+    assert '"Confidence":99}' in response.text
+    assert '"created_at":"1700000000"' in response.text
+    # Compact UTF-8, as before: no spaces, no \u escapes.
+    body = json.dumps(response.json(), ensure_ascii=False, separators=(",", ":")).encode()
+    assert response.content == body
+
+
+def test_general_routes_answer_the_typed_record(api: str) -> None:
+    key = f"uploads/{uuid.uuid4().hex[:8]}/x.jpg"  # in a folder: not the original's route
+    item = put_item(
+        key,
+        overall_processing_status="COMPLETED",
+        extracted_metadata={"rekognition_labels": [{"Name": "Cat", "Confidence": 99}]},
+        source_last_modified=1700000000,
+        not_a_field_of_the_model="kept",
+    )
+    for suffix in ("/status", ""):
+        response = get(api, key, suffix)
+        assert response.json() == item  # same values, unknown attributes kept
+        assert '"Confidence":99.0' in response.text  # typed as the schema says: a float
+        assert '"source_last_modified":1700000000.0' in response.text
 
 
 def test_original_route_404_body_is_unchanged(api: str) -> None:
@@ -187,6 +242,8 @@ def test_openapi_documents_the_routes(api: str) -> None:
         "/images/uploads/{filename}/status",
         "/images/{key}/status",
         "/images/{key}",
+        "/images",
+        "/images/{key}/reprocess",
         "/healthz",
         "/readyz",
     }
