@@ -7,7 +7,7 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 MINISTACK_VENV := .venv-ministack
 
-.PHONY: up down test lint bench install clean
+.PHONY: up down test lint bench soak audit install clean
 
 install: $(VENV)/.synced $(MINISTACK_VENV)/.synced
 
@@ -34,6 +34,20 @@ down: $(VENV)/.synced
 test: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
+
+# Benchmarks are not tests: they write BENCHMARKS.md. Run them on a quiet machine.
+bench: install
+	$(VENV)/bin/python -m tests.benchmarks.bench_image_work
+	$(VENV)/bin/python -m tests.benchmarks.bench_stack
+
+soak: install
+	$(VENV)/bin/python -m tests.benchmarks.bench_stack --soak 500
+
+# Known-vulnerability audit of the lock file. Needs PyPI's JSON API (pypi.org), which the
+# sandbox that builds this project cannot reach; --strict fails rather than skip packages.
+audit: install
+	$(UV) export --frozen --format requirements-txt --no-hashes --no-emit-project -o .audit-requirements.txt -q
+	$(VENV)/bin/pip-audit --strict --disable-pip --no-deps -r .audit-requirements.txt
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -40,6 +40,7 @@ class Stack:
     ports: Ports
     state: Path
     api_key: str
+    extra_env: tuple[tuple[str, str], ...] = ()  # e.g. a fault rate for `make soak`
 
     @property
     def ministack_url(self) -> str:
@@ -76,6 +77,7 @@ class Stack:
             "PREFECT_RUNNER_POLL_FREQUENCY": "1",
             "PREFECT_WORKER_WEBSERVER_HOST": "127.0.0.1",
             "PREFECT_WORKER_WEBSERVER_PORT": str(self.ports.worker),
+            **dict(self.extra_env),
         }
 
     def log(self, name: str) -> Path:
