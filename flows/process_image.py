@@ -44,7 +44,7 @@ async def process_image(bucket: str, key: str, etag: str | None = None) -> dict[
             get_run_logger().info("ETag %s of %s is already processed.", source.etag, key)
             return finished
         image = validate(source)
-        thumbnails = make_thumbnails(source, image)
+        thumbnails = make_thumbnails(source, image, run_id)
         metadata = extract_metadata(source, image)
         labels = detect_labels(source, image, thumbnails)
         item = store_record(source, run_id, metadata, thumbnails, labels)

@@ -11,6 +11,9 @@ from pydantic import BaseModel
 
 Size = tuple[int, int]
 
+# File extension of each thumbnail format.
+EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+
 
 class SourceObject(BaseModel):
     """The uploaded object, as S3 describes it when the run starts."""
@@ -69,7 +72,7 @@ class RenderedThumbnail:
 
     @property
     def extension(self) -> str:
-        return {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}[self.format]
+        return EXTENSIONS[self.format]
 
 
 class Thumbnail(BaseModel):

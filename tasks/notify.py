@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+import logging
+import re
+import time
 from functools import lru_cache
 from typing import Any
 
-from tasks.aws import client
+from tasks.aws import client, is_transient
 from tasks.settings import get_settings
+
+logger = logging.getLogger("image_pipeline.notify")
 
 SUCCESS_SUBJECT = "SUCCESS: Image Processing Complete"
 FAILURE_SUBJECT = "FAILURE: Image Processing Error"
+
+# Notices are sent from flow hooks, which Prefect never retries: after botocore's own quick
+# attempts, these waits (seconds) let a notice outlive a short SNS outage.
+PUBLISH_RETRY_DELAYS = (1.0, 2.0, 4.0)
+
+# SNS refuses message bodies and attribute values with characters outside XML's character
+# set (control characters other than tab, LF and CR; U+FFFE, U+FFFF), as SQS does for the
+# subscribers it delivers to. S3 keys may contain them, so they are sent as \uXXXX escapes.
+_UNSENDABLE = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def sns_text(text: str) -> str:
+    """`text` with every character SNS would refuse written as a `\\uXXXX` escape."""
+    return _UNSENDABLE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 @lru_cache
@@ -22,7 +41,10 @@ def topic_arn() -> str:
 
 
 def _attributes(**values: str) -> dict[str, dict[str, str]]:
-    return {name: {"DataType": "String", "StringValue": value} for name, value in values.items()}
+    return {
+        name: {"DataType": "String", "StringValue": sns_text(value)}
+        for name, value in values.items()
+    }
 
 
 def publish_success(item: dict[str, Any]) -> str:
@@ -57,10 +79,22 @@ def publish_failure(
 
 
 def _publish(subject: str, body: str, **attributes: str) -> str:
+    for delay in PUBLISH_RETRY_DELAYS:
+        try:
+            return _send(subject, body, attributes)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            logger.warning("Publishing %r failed, trying again in %s s: %s", subject, delay, exc)
+            time.sleep(delay)
+    return _send(subject, body, attributes)
+
+
+def _send(subject: str, body: str, attributes: dict[str, str]) -> str:
     response = client("sns").publish(
         TopicArn=topic_arn(),
         Subject=subject,
-        Message=body,
+        Message=sns_text(body),
         MessageAttributes=_attributes(**attributes),
     )
     return response["MessageId"]

@@ -174,8 +174,16 @@ def mark_failed(
     error_message: str,
     failed_step: str,
     validation_failed: bool = False,
+    stuck_since: int | None = None,
 ) -> dict[str, Any] | None:
-    """Record why the run failed, unless the item now belongs to another upload or run."""
+    """Record why the run failed, unless the item now belongs to another upload or run.
+
+    A run records its failure on the item it claimed, on a new item, or over the failure of
+    another run of the same version; never over a result, nor over another run's claim (that
+    run is alive, or the reconciler will find it). With `stuck_since` (the reconciler's use),
+    only the PROCESSING state of `flow_run_id` last updated at `stuck_since` is replaced.
+    Returns the new item, or None when nothing was written.
+    """
     fields: dict[str, Any] = {
         "s3_bucket_original": bucket,
         "s3_key_original": key,
@@ -189,12 +197,28 @@ def mark_failed(
         fields["validation_status"] = "INVALID"
     if etag:
         fields["etag"] = etag
+    if stuck_since is not None:
+        return _update(
+            key,
+            fields,
+            condition="overall_processing_status = :processing AND updated_at = :since"
+            " AND (flow_run_id = :run OR attribute_not_exists(flow_run_id))",
+            values={":processing": PROCESSING, ":run": flow_run_id, ":since": stuck_since},
+        )
     return _update(
         key,
         fields,
-        condition="attribute_not_exists(ImageKey) OR flow_run_id = :run"
-        " OR (overall_processing_status <> :completed AND etag = :etag)",
-        values={":run": flow_run_id, ":completed": COMPLETED, ":etag": etag or ""},
+        # Never over a COMPLETED item: a run that stored its result and then failed (say,
+        # publishing its report) has still processed the image.
+        condition="attribute_not_exists(ImageKey)"
+        " OR (flow_run_id = :run AND overall_processing_status <> :completed)"
+        " OR (overall_processing_status = :failed AND etag = :etag)",
+        values={
+            ":run": flow_run_id,
+            ":failed": FAILED,
+            ":completed": COMPLETED,
+            ":etag": etag or "",
+        },
     )
 
 

@@ -22,10 +22,10 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.aws import client, error_code
 from tasks.errors import ImageRejected, Superseded
-from tasks.models import DecodedImage, Size, SourceObject
+from tasks.models import EXTENSIONS, DecodedImage, Size, SourceObject
 from tasks.retry import TRANSIENT_RETRIES
 from tasks.settings import get_settings
-from tasks.thumbnails import fit_within
+from tasks.thumbnails import MAX_S3_KEY_BYTES, fit_within, thumbnail_key
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +116,38 @@ def decode(data: bytes, *, max_file_bytes: int, max_pixels: int, largest_box: Si
     pixels.info = {}  # metadata stays here, in `exif`; nothing rides along into thumbnails
     fmt, width, height, mode = stored
     return DecodedImage(fmt, width, height, mode, frame_count, pixels, exif)
+
+
+# --- the key -------------------------------------------------------------------------------
+
+
+def check_key(key: str, boxes: list[Size], transparent_format: str) -> None:
+    """Refuse, before any work, a key whose thumbnails could not be stored or linked safely.
+
+    A `.` or `..` segment is a valid S3 key, but HTTP clients and browsers resolve it in URLs,
+    so a link to `thumbnails/uploads/a/../b.jpg/...` would show the thumbnail of `uploads/b.jpg`.
+    The thumbnail keys add `thumbnails/` and `/{W}x{H}.{ext}` to the key; S3 refuses keys over
+    1024 bytes, so a key too long for them fails here with the limit, not in an S3 error later.
+    """
+    if any(segment in (".", "..") for segment in key.split("/")):
+        raise ImageRejected(
+            "UnsafeKey",
+            "The key has a '.' or '..' path segment, which URLs resolve to another path: "
+            "its thumbnails could not be linked safely.",
+        )
+    longest = max(
+        len(thumbnail_key(key, f"{w}x{h}", extension).encode())
+        for w, h in boxes
+        for extension in (EXTENSIONS["JPEG"], EXTENSIONS[transparent_format])
+    )
+    if longest > MAX_S3_KEY_BYTES:
+        size = len(key.encode())
+        raise ImageRejected(
+            "KeyTooLong",
+            f"The key is {size} bytes long: its thumbnail keys would be {longest} bytes, over "
+            f"S3's limit of {MAX_S3_KEY_BYTES}. Keys of up to "
+            f"{size - (longest - MAX_S3_KEY_BYTES)} bytes are processed.",
+        )
 
 
 # --- identification and limits -----------------------------------------------------------
@@ -435,6 +467,7 @@ def _number(value: Any) -> float | None:
 def validate(source: SourceObject) -> DecodedImage:
     """Download the object version the run is about, once, and decode it."""
     settings = get_settings()
+    check_key(source.key, settings.thumbnail_sizes, settings.transparent_format)
     _check_file_size(source.size, settings.max_file_bytes)  # before paying for the download
     data = download(source)
     sizes = settings.thumbnail_sizes

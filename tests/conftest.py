@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable, Iterator
 
 import pytest
+from prefect_aws.credentials import _get_client_cached
 
 from deployments.local import processes
 from deployments.provision import provision
@@ -22,6 +23,7 @@ def _reset_caches() -> None:
     aws.aws_credentials.cache_clear()
     aws.client.cache_clear()
     notify.topic_arn.cache_clear()
+    _get_client_cached.cache_clear()  # prefect-aws caches clients by credentials too
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,188 @@
+"""reconcile-stuck-images against MiniStack and a real (temporary) Prefect server.
+
+The flow runs the items point at are real runs on that server, created directly in the
+state under test (crashed, failed, cancelled, completed, running, scheduled).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.states import Cancelled, Completed, Crashed, Failed, Running, Scheduled, State
+
+import flows.reconcile
+from flows.process_image import process_image
+from flows.reconcile import judge_runs, reconcile_stuck_images
+from tasks.aws import client
+from tasks.models import SourceObject
+from tasks.record import mark_processing, read_item, to_dynamo
+from tasks.settings import get_settings
+
+pytestmark = pytest.mark.usefixtures("prefect_server", "aws_stack")
+
+ETAG = "0" * 32
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"uploads/reconcile-{uuid.uuid4().hex[:8]}/"
+
+
+def flow_run_in(state: State, key: str) -> str:
+    """A process-image flow run for `key`, created on the server in `state`."""
+    parameters = {"bucket": get_settings().uploads_bucket, "key": key, "etag": ETAG}
+    with get_client(sync_client=True) as prefect:
+        run = prefect.create_flow_run(process_image, name=key, parameters=parameters, state=state)
+    assert run.state and run.state.type == state.type
+    return str(run.id)
+
+
+def stuck(key: str, flow_run_id: str, minutes_ago: float = 20) -> int:
+    """A PROCESSING item, last updated `minutes_ago`, claimed by `flow_run_id`."""
+    updated_at = int(time.time() - minutes_ago * 60)
+    item = {
+        "ImageKey": key,
+        "s3_bucket_original": get_settings().uploads_bucket,
+        "s3_key_original": key,
+        "overall_processing_status": "PROCESSING",
+        "etag": ETAG,
+        "flow_run_id": flow_run_id,
+        "attempts": 1,
+        "created_at": updated_at,
+        "updated_at": updated_at,
+    }
+    client("dynamodb").put_item(
+        TableName=get_settings().table_name,
+        Item={name: to_dynamo(value) for name, value in item.items()},
+    )
+    return updated_at
+
+
+def by_key(summary: flows.reconcile.ReconcileSummary) -> dict[str, tuple[str, str | None]]:
+    return {o.key: (o.action, o.error_type) for o in summary.outcomes}
+
+
+def test_marks_images_of_finished_runs_failed_and_leaves_the_rest(
+    prefix: str, notifications: Callable[[], list[dict[str, Any]]]
+) -> None:
+    finished = {
+        "crashed.jpg": (Crashed(message="Process exited with code 137."), "Crashed"),
+        "failed.jpg": (Failed(message="ClientError: ServiceUnavailable"), "FlowFailed"),
+        "cancelled.jpg": (Cancelled(message="Cancelled by a user."), "Cancelled"),
+        "completed.jpg": (Completed(), "Orphaned"),
+    }
+    for name, (state, _) in finished.items():
+        stuck(prefix + name, flow_run_in(state, prefix + name))
+    stuck(prefix + "unknown.jpg", str(uuid.uuid4()))
+    stuck(prefix + "running.jpg", flow_run_in(Running(), prefix + "running.jpg"))
+    stuck(prefix + "scheduled.jpg", flow_run_in(Scheduled(), prefix + "scheduled.jpg"))
+    fresh = stuck(prefix + "fresh.jpg", flow_run_in(Crashed(), prefix + "fresh.jpg"), 1)
+
+    state = reconcile_stuck_images(key_prefix=prefix, return_state=True)
+    summary = state.result()
+
+    expected = {prefix + name: ("marked FAILED", error) for name, (_, error) in finished.items()}
+    expected[prefix + "unknown.jpg"] = ("marked FAILED", "Orphaned")
+    expected[prefix + "running.jpg"] = ("left alone: run not finished", None)
+    expected[prefix + "scheduled.jpg"] = ("left alone: run not finished", None)
+    assert by_key(summary) == expected  # fresh.jpg: updated under 10 minutes ago
+    for key, (action, error_type) in expected.items():
+        item = read_item(key)
+        assert item
+        if action == "marked FAILED":
+            assert item["overall_processing_status"] == "FAILED"
+            assert item["error_type"] == error_type
+            assert item["etag"] == ETAG and item["attempts"] == 1
+            assert "recorded by reconcile-stuck-images" in item["error_message"]
+        else:
+            assert item["overall_processing_status"] == "PROCESSING"
+    assert "exited with code 137" in read_item(prefix + "crashed.jpg")["error_message"]
+    assert "ServiceUnavailable" in read_item(prefix + "failed.jpg")["error_message"]
+    assert "unknown to the Prefect server" in read_item(prefix + "unknown.jpg")["error_message"]
+    assert read_item(prefix + "fresh.jpg")["updated_at"] == fresh
+
+    notices = notifications()
+    assert sorted(n["MessageAttributes"]["imageId"]["Value"] for n in notices) == sorted(
+        key for key, (action, _) in expected.items() if action == "marked FAILED"
+    )
+    assert {n["Subject"] for n in notices} == {"FAILURE: Image Processing Error"}
+    with get_client(sync_client=True) as prefect:
+        [artifact] = prefect.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    assert artifact.key == "reconcile-stuck-images" and "5 marked FAILED" in artifact.description
+
+    again = reconcile_stuck_images(key_prefix=prefix)  # nothing more to do
+    assert {action for action, _ in by_key(again).values()} == {"left alone: run not finished"}
+
+
+def test_an_image_claimed_or_completed_meanwhile_is_never_overwritten(
+    prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the listing and the write, a rerun claims one image and another completes:
+    the conditional write leaves both as they are."""
+    reclaimed, completed = prefix + "reclaimed.jpg", prefix + "completed.jpg"
+    for key in (reclaimed, completed):
+        stuck(key, flow_run_in(Crashed(), key))
+    newer_run = str(uuid.uuid4())
+
+    def judge_then_things_change(images: list[Any]) -> dict[str, Any]:
+        verdicts = judge_runs.fn(images)
+        source = SourceObject(
+            bucket=get_settings().uploads_bucket,
+            key=reclaimed,
+            etag=ETAG,
+            size=1,
+            last_modified="2024-05-01T00:00:00Z",
+        )
+        assert mark_processing(source, newer_run)
+        client("dynamodb").update_item(
+            TableName=get_settings().table_name,
+            Key={"ImageKey": {"S": completed}},
+            UpdateExpression="SET overall_processing_status = :done",
+            ExpressionAttributeValues={":done": {"S": "COMPLETED"}},
+        )
+        return verdicts
+
+    monkeypatch.setattr(flows.reconcile, "judge_runs", judge_then_things_change)
+    summary = reconcile_stuck_images(key_prefix=prefix)
+
+    assert by_key(summary) == {
+        reclaimed: ("skipped: changed since", "Crashed"),
+        completed: ("skipped: changed since", "Crashed"),
+    }
+    item = read_item(reclaimed)
+    assert item and (item["overall_processing_status"], item["flow_run_id"]) == (
+        "PROCESSING",
+        newer_run,
+    )
+    assert read_item(completed)["overall_processing_status"] == "COMPLETED"
+
+
+def test_dry_run_changes_nothing(prefix: str) -> None:
+    key = prefix + "crashed.jpg"
+    updated_at = stuck(key, flow_run_in(Crashed(), key))
+
+    summary = reconcile_stuck_images(key_prefix=prefix, dry_run=True)
+
+    assert by_key(summary) == {key: ("would mark FAILED", "Crashed")}
+    item = read_item(key)
+    assert item and item["overall_processing_status"] == "PROCESSING"
+    assert item["updated_at"] == updated_at
+
+
+def test_the_age_threshold_is_a_parameter(prefix: str) -> None:
+    key = prefix + "crashed.jpg"
+    stuck(key, flow_run_in(Crashed(), key), minutes_ago=3)
+
+    assert reconcile_stuck_images(key_prefix=prefix, dry_run=True).outcomes == []
+    summary = reconcile_stuck_images(key_prefix=prefix, older_than_minutes=2)
+    assert by_key(summary) == {key: ("marked FAILED", "Crashed")}
