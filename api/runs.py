@@ -14,11 +14,11 @@ from prefect.exceptions import ObjectNotFound
 from prefect.settings import get_current_settings
 
 from api.prefect_events import PrefectUnavailable
+from tasks.models import SourceObject
 
 # The rerun flow's own notion of "a run in the way", so that the API and the flow agree on
 # it (a run of any origin that is scheduled, pending, running, paused or cancelling).
-from flows.rerun_failed import PROCESS_IMAGE_DEPLOYMENT, RunRef, _unfinished_runs
-from tasks.models import SourceObject
+from tasks.runs import PROCESS_IMAGE_DEPLOYMENT, RunRef, unfinished_runs
 
 # Short enough that a client gets its 503 quickly when Prefect hangs.
 TIMEOUT = httpx.Timeout(10.0)
@@ -45,7 +45,7 @@ def start_process_image(source: SourceObject) -> RunRef:
     with _one_at_a_time(source.key):
         try:
             with get_client(httpx_settings={"timeout": TIMEOUT}, sync_client=True) as client:
-                if run := _unfinished_runs(client, {source.key}).get(source.key):
+                if run := unfinished_runs(client, {source.key}).get(source.key):
                     raise RunInTheWay(run)
                 deployment = client.read_deployment_by_name(PROCESS_IMAGE_DEPLOYMENT)
                 created = client.create_flow_run_from_deployment(

@@ -25,10 +25,10 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from pydantic import BaseModel
 
 from flows.hooks import failed_step
-from flows.rerun_failed import PREFECT_API_RETRIES
 from tasks import notify, record
 from tasks.catalog import find_images
 from tasks.retry import TRANSIENT_RETRIES
+from tasks.runs import PREFECT_API_RETRIES
 
 _API_PAGE = 200  # the Prefect server's largest page
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
+from datetime import UTC, datetime
 from typing import Any
 
 from prefect import task
@@ -34,6 +36,15 @@ _POSITION_TYPES = {"overall_processing_status": "S", "updated_at": "N", "ImageKe
 _MIN_FILTERED_READ = 100
 MAX_CURSOR_CHARS = 4096  # a position holds a key of at most 1024 bytes
 _FIND_PAGE = 200
+
+
+def epoch_seconds(moment: datetime | None) -> int | None:
+    """Whole epoch seconds, as the item's updated_at; a time without zone is UTC."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return math.floor(moment.timestamp())
 
 
 class Page(BaseModel):

@@ -26,8 +26,7 @@ from api.models import (
 )
 from api.prefect_events import PrefectUnavailable
 from api.runs import RunInTheWay, start_process_image, ui_url
-from flows.rerun_failed import epoch_seconds
-from tasks.catalog import list_by_status
+from tasks.catalog import epoch_seconds, list_by_status
 from tasks.errors import Superseded
 from tasks.models import SourceObject
 from tasks.record import from_dynamo
