@@ -75,8 +75,15 @@ class Bench:
         for automation in self.api.post("/automations/filter", json={}).json():
             targets = {a.get("deployment_id") for a in automation["actions"]}
             enabled = wanted in targets
-            response = self.api.patch(f"/automations/{automation['id']}", json={"enabled": enabled})
-            response.raise_for_status()
+            # A loaded SQLite-backed server may answer 503 for a moment: ask until it takes it.
+            until(
+                lambda a=automation, e=enabled: (
+                    self.api.patch(f"/automations/{a['id']}", json={"enabled": e}).status_code
+                    == 204
+                ),
+                timeout=60,
+                poll=0.5,
+            )
 
     def run_state(self, deployment_id: str, key: str) -> str | None:
         runs = self.api.post(
