@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -407,6 +408,8 @@ def deploy_noop_flows(local: stack.Stack) -> subprocess.Popen[bytes]:
 
 
 def main() -> None:
+    # Ctrl-C or a kill stops the stack cleanly (its context managers run).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--latency", type=int, default=20)
     parser.add_argument("--burst", type=int, default=200)
