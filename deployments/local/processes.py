@@ -109,7 +109,7 @@ def ministack(port: int, *, log_path: Path, state_dir: Path | None = None) -> It
     process = start([str(MINISTACK_BIN)], log_path=log_path, env=ministack_env(port, state_dir))
     try:
         wait_until(
-            lambda: _alive(process, log_path) and http_ok(f"{endpoint}/_ministack/health"),
+            lambda: still_running(process, log_path) and http_ok(f"{endpoint}/_ministack/health"),
             timeout=60,
             what=f"MiniStack on {endpoint}",
         )
@@ -118,7 +118,7 @@ def ministack(port: int, *, log_path: Path, state_dir: Path | None = None) -> It
         stop(process)
 
 
-def _alive(process: subprocess.Popen[bytes], log_path: Path) -> bool:
+def still_running(process: subprocess.Popen[bytes], log_path: Path) -> bool:
     if process.poll() is not None:
         tail = log_path.read_text(errors="replace")[-2000:]
         raise RuntimeError(f"process exited with {process.returncode}; log tail:\n{tail}")

@@ -125,17 +125,15 @@ def _service(stack: Stack, name: str, args: list[str], ready_url: str) -> Iterat
     process = processes.start(args, log_path=stack.log(name), env=stack.env())
     try:
         processes.wait_until(
-            lambda: _alive(process, stack.log(name)) and processes.http_ok(ready_url),
+            lambda: (
+                processes.still_running(process, stack.log(name)) and processes.http_ok(ready_url)
+            ),
             timeout=120,
             what=f"{name} ({ready_url})",
         )
         yield
     finally:
         processes.stop(process)
-
-
-def _alive(process, log: Path) -> bool:
-    return processes._alive(process, log)
 
 
 def _prefect_server(stack: Stack) -> contextlib.AbstractContextManager[None]:
