@@ -1,9 +1,13 @@
 """The one place that knows whether we talk to AWS or to a local emulator.
 
-Clients come from a prefect-aws `AwsCredentials` block: a saved one when
-`IMAGE_PIPELINE_AWS_CREDENTIALS_BLOCK` names it, otherwise one built from the
-environment. Clients are built once per process and shared (boto3 clients are
-thread-safe).
+Credentials and endpoint come from a prefect-aws `AwsCredentials` block when
+`IMAGE_PIPELINE_AWS_CREDENTIALS_BLOCK` names one, otherwise from the environment. Clients
+are built once per process from one boto3 session and shared (they are thread-safe).
+
+The block is read as a document through Prefect's client rather than with
+`AwsCredentials.load`: importing `prefect_aws` costs every flow-run process about 0.55 s
+(its ECS worker and aiobotocore), more than all of the flow's tasks. Only a block that
+assumes a role, which needs prefect-aws's own session logic, goes through prefect_aws.
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import Any
 
+import boto3
 from botocore.awsrequest import AWSResponse
+from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, ReadTimeoutError
-from prefect_aws import AwsCredentials
-from prefect_aws.credentials import AwsClientParameters
+from pydantic import BaseModel, SecretStr
 
 from tasks.settings import get_settings
 
@@ -50,32 +55,98 @@ TRANSIENT_ERROR_CODES = frozenset(
 )
 
 
+class ClientParameters(BaseModel):
+    """The `aws_client_parameters` of an `AwsCredentials` block document."""
+
+    api_version: str | None = None
+    use_ssl: bool = True
+    verify: bool | str | None = True
+    verify_cert_path: str | None = None
+    endpoint_url: str | None = None
+    config: dict[str, Any] | None = None
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """What prefect-aws's `AwsClientParameters.get_params_override` gives boto3."""
+        kwargs: dict[str, Any] = {"use_ssl": self.use_ssl, "config": Config(**BOTOCORE_CONFIG)}
+        # Unlike prefect-aws, our timeouts and retry mode stay unless the block overrides them.
+        if self.verify_cert_path or self.verify is not None:
+            kwargs["verify"] = self.verify_cert_path or self.verify
+        if self.api_version:
+            kwargs["api_version"] = self.api_version
+        if self.endpoint_url:
+            kwargs["endpoint_url"] = self.endpoint_url
+        if self.config:
+            kwargs["config"] = kwargs["config"].merge(Config(**self.config))
+        return kwargs
+
+
+class CredentialsDocument(BaseModel):
+    """The fields of a prefect-aws `AwsCredentials` block document that boto3 needs."""
+
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: SecretStr | None = None
+    aws_session_token: SecretStr | None = None
+    profile_name: str | None = None
+    region_name: str | None = None
+    aws_client_parameters: ClientParameters = ClientParameters()
+    assume_role_arn: str | None = None
+
+    def session(self) -> boto3.Session:
+        secret, token = self.aws_secret_access_key, self.aws_session_token
+        return boto3.Session(
+            aws_access_key_id=self.aws_access_key_id,
+            aws_secret_access_key=secret.get_secret_value() if secret else None,
+            aws_session_token=token.get_secret_value() if token else None,
+            profile_name=self.profile_name,
+            region_name=self.region_name,
+        )
+
+
+def read_credentials_block(name: str) -> dict[str, Any]:
+    """The saved `AwsCredentials` block `name`, secrets included, as a plain document."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as prefect:
+        try:
+            document = prefect.read_block_document_by_name(
+                name, block_type_slug="aws-credentials", include_secrets=True
+            )
+        except ObjectNotFound as exc:
+            raise LookupError(
+                f"No AWS Credentials block named {name!r} "
+                "(IMAGE_PIPELINE_AWS_CREDENTIALS_BLOCK) on the Prefect server"
+            ) from exc
+    return document.data
+
+
 @lru_cache
-def aws_credentials() -> AwsCredentials:
+def session_and_client_kwargs() -> tuple[boto3.Session, dict[str, Any]]:
+    """The boto3 session every client shares, and the arguments each client gets."""
     settings = get_settings()
-    if settings.aws_credentials_block:
-        return AwsCredentials.load(settings.aws_credentials_block, _sync=True)
-    return AwsCredentials(
-        region_name=settings.aws_region,
-        aws_client_parameters=AwsClientParameters(
-            endpoint_url=settings.aws_endpoint_url, config=BOTOCORE_CONFIG
-        ),
+    if not settings.aws_credentials_block:
+        parameters = ClientParameters(endpoint_url=settings.aws_endpoint_url)
+        return boto3.Session(region_name=settings.aws_region), parameters.client_kwargs()
+    document = CredentialsDocument.model_validate(
+        read_credentials_block(settings.aws_credentials_block)
     )
+    if document.assume_role_arn:
+        from prefect_aws import AwsCredentials
+
+        block = AwsCredentials.load(settings.aws_credentials_block, _sync=True)
+        parameters = block.aws_client_parameters.get_params_override()
+        return block.get_boto3_session(), {"config": Config(**BOTOCORE_CONFIG), **parameters}
+    return document.session(), document.aws_client_parameters.client_kwargs()
 
 
 @lru_cache
 def client(service: str) -> Any:
     """A boto3 client for `service` ("s3", "dynamodb", "sns", "rekognition")."""
     settings = get_settings()
+    session, kwargs = session_and_client_kwargs()
     if service == "rekognition" and settings.rekognition_endpoint_url:
-        session = aws_credentials().get_boto3_session()
-        new_client = session.client(
-            "rekognition",
-            endpoint_url=settings.rekognition_endpoint_url,
-            config=_botocore_config(),
-        )
-    else:
-        new_client = aws_credentials().get_client(service)
+        kwargs = {**kwargs, "endpoint_url": settings.rekognition_endpoint_url}
+    new_client = session.client(service, **kwargs)
     if settings.fault_rate:
         inject_faults(new_client, settings.fault_rate)
     return new_client
@@ -101,12 +172,6 @@ def inject_faults(
         return None
 
     aws_client.meta.events.register("before-send", maybe_fail)
-
-
-def _botocore_config() -> Any:
-    from botocore.config import Config
-
-    return Config(**BOTOCORE_CONFIG)
 
 
 def error_code(exc: BaseException) -> str | None:

@@ -6,7 +6,6 @@ import os
 from collections.abc import Callable, Iterator
 
 import pytest
-from prefect_aws.credentials import _get_client_cached
 
 from deployments.local import processes
 from deployments.provision import provision
@@ -20,10 +19,9 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 
 def _reset_caches() -> None:
     get_settings.cache_clear()
-    aws.aws_credentials.cache_clear()
+    aws.session_and_client_kwargs.cache_clear()
     aws.client.cache_clear()
     notify.topic_arn.cache_clear()
-    _get_client_cached.cache_clear()  # prefect-aws caches clients by credentials too
 
 
 @pytest.fixture(scope="session")

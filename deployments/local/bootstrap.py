@@ -13,7 +13,6 @@ from prefect_aws import AwsCredentials
 from prefect_aws.credentials import AwsClientParameters
 
 from deployments.provision import provision, provision_event_path
-from tasks.aws import BOTOCORE_CONFIG
 from tasks.settings import get_settings
 
 
@@ -25,9 +24,7 @@ def main(webhook_url: str) -> None:
         )
     AwsCredentials(
         region_name=settings.aws_region,
-        aws_client_parameters=AwsClientParameters(
-            endpoint_url=settings.aws_endpoint_url, config=BOTOCORE_CONFIG
-        ),
+        aws_client_parameters=AwsClientParameters(endpoint_url=settings.aws_endpoint_url),
     ).save(settings.aws_credentials_block, overwrite=True)
     provision()
     provision_event_path(webhook_url, settings.webhook_api_key.get_secret_value())

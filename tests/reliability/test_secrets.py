@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -23,7 +22,6 @@ from prefect.client.schemas.filters import (
     LogFilter,
     LogFilterFlowRunId,
 )
-from prefect_aws.credentials import _get_client_cached
 
 from tasks.aws import client
 from tests import images
@@ -32,22 +30,11 @@ from tests.reliability.conftest import Notices, run, unique_key, wait_until
 pytestmark = pytest.mark.usefixtures("prefect_server", "aws_stack")
 
 
-@pytest.fixture
-def fresh_aws_clients() -> Iterator[None]:
-    """prefect-aws caches its boto3 clients by the credentials block's fields, which are the
-    same for every environment-based block: clear that cache too, before and after."""
-    _get_client_cached.cache_clear()
-    yield
-    _get_client_cached.cache_clear()
-
-
-@pytest.mark.usefixtures("fresh_aws_clients")
 def test_secrets_appear_nowhere(monkeypatch, configure, caplog, notices: Notices) -> None:
     aws_secret = f"AwsSecret{uuid.uuid4().hex}"
     webhook_key = f"WebhookKey{uuid.uuid4().hex}"
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", aws_secret)
     configure(webhook_api_key=webhook_key)
-    _get_client_cached.cache_clear()  # the clients sign with the new key
     good, bad = unique_key("secret-good.jpg"), unique_key("secret-bad.jpg")
 
     # Every logger at DEBUG: the root (ours, botocore) and prefect, which sets its own level.
