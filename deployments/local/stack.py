@@ -94,8 +94,59 @@ def api_key(state: Path) -> str:
     return path.read_text().strip()
 
 
+class Service:
+    """One long-running process of the stack, which can be stopped and started again."""
+
+    def __init__(self, stack: Stack, name: str, args: list[str], ready_url: str) -> None:
+        self.stack, self.name, self.args, self.ready_url = stack, name, args, ready_url
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.stack.log(self.name)
+        process = self.process = processes.start(self.args, log_path=log, env=self.stack.env())
+        try:
+            processes.wait_until(
+                lambda: processes.still_running(process, log) and processes.http_ok(self.ready_url),
+                timeout=120,
+                what=f"{self.name} ({self.ready_url})",
+            )
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self.process is not None:
+            processes.stop(self.process)
+
+    @contextlib.contextmanager
+    def stopped(self) -> Iterator[None]:
+        """An outage: the service is down inside the block and up again after it."""
+        self.stop()
+        try:
+            yield
+        finally:
+            self.start()
+
+    def __enter__(self) -> Service:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+@dataclass(frozen=True)
+class Running:
+    """A started stack and its services (MiniStack is not one: it keeps no state of ours)."""
+
+    stack: Stack
+    prefect_server: Service
+    worker: Service
+    api: Service
+
+
 @contextlib.contextmanager
-def running(stack: Stack, *, worker_limit: int = 4, persist: bool = False) -> Iterator[Stack]:
+def running(stack: Stack, *, worker_limit: int = 4, persist: bool = False) -> Iterator[Running]:
     """Start the whole stack, provision and deploy; stop everything on exit."""
     for port, what in [
         (stack.ports.ministack, "MiniStack"),
@@ -112,47 +163,31 @@ def running(stack: Stack, *, worker_limit: int = 4, persist: bool = False) -> It
                 state_dir=stack.state / "ministack" if persist else None,
             )
         )
-        services.enter_context(_prefect_server(stack))
+        prefect_server = services.enter_context(_prefect_server(stack))
         _provision(stack)
         _deploy(stack)
-        services.enter_context(_worker(stack, worker_limit))
-        services.enter_context(_api(stack))
-        yield stack
+        worker = services.enter_context(_worker(stack, worker_limit))
+        api = services.enter_context(_api(stack))
+        yield Running(stack, prefect_server, worker, api)
 
 
-@contextlib.contextmanager
-def _service(stack: Stack, name: str, args: list[str], ready_url: str) -> Iterator[None]:
-    process = processes.start(args, log_path=stack.log(name), env=stack.env())
-    try:
-        processes.wait_until(
-            lambda: (
-                processes.still_running(process, stack.log(name)) and processes.http_ok(ready_url)
-            ),
-            timeout=120,
-            what=f"{name} ({ready_url})",
-        )
-        yield
-    finally:
-        processes.stop(process)
-
-
-def _prefect_server(stack: Stack) -> contextlib.AbstractContextManager[None]:
+def _prefect_server(stack: Stack) -> Service:
     args = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
     args += ["--port", str(stack.ports.prefect)]
-    return _service(stack, "prefect-server", args, f"{stack.prefect_url}/api/health")
+    return Service(stack, "prefect-server", args, f"{stack.prefect_url}/api/health")
 
 
-def _worker(stack: Stack, limit: int) -> contextlib.AbstractContextManager[None]:
+def _worker(stack: Stack, limit: int) -> Service:
     args = [sys.executable, "-m", "prefect", "worker", "start", "--pool", WORK_POOL]
     args += ["--type", "process", "--limit", str(limit), "--with-healthcheck"]
     # The worker's health check server answers once it has polled the server.
-    return _service(stack, "worker", args, f"http://127.0.0.1:{stack.ports.worker}/health")
+    return Service(stack, "worker", args, f"http://127.0.0.1:{stack.ports.worker}/health")
 
 
-def _api(stack: Stack) -> contextlib.AbstractContextManager[None]:
+def _api(stack: Stack) -> Service:
     args = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1"]
     args += ["--port", str(stack.ports.api), "--no-access-log"]
-    return _service(stack, "api", args, f"{stack.api_url}/healthz")
+    return Service(stack, "api", args, f"{stack.api_url}/healthz")
 
 
 def _provision(stack: Stack) -> None:

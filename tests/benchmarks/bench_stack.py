@@ -181,6 +181,8 @@ def latency(bench: Bench, count: int) -> str:
                 until(lambda key=key, d=ids[deployment]: bench.run_state(d, key) == "COMPLETED")
             if i:
                 samples.append(time.monotonic() - start)
+            # Sequential: the next upload waits until this run has finished entirely.
+            until(lambda key=key, d=ids[deployment]: bench.run_state(d, key) == "COMPLETED")
         results[deployment] = common.summarize(samples)
         print(f"latency {deployment}: p50 {results[deployment].median:.2f} s", flush=True)
     bench.enable_only("process-image")
@@ -192,8 +194,9 @@ def latency(bench: Bench, count: int) -> str:
     lowered = results["noop-defaults"].median - results["noop-tuned"].median
     return "\n".join(
         [
-            f"{count} sequential uploads of a 2 MP JPEG; upload → COMPLETED item (ours) or "
-            "→ Completed flow run (no-op flows), polled every 50 ms.",
+            f"{count} sequential uploads of a 2 MP JPEG, each once the previous run has "
+            "finished; upload → COMPLETED item (ours) or → Completed flow run (no-op flows), "
+            "polled every 50 ms.",
             "",
             common.markdown_table(["path", "p50 s", "p95 s", "spread s"], rows),
             "",

@@ -5,8 +5,9 @@ Starting it takes the better part of a minute, so all the tests of this folder s
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -18,19 +19,69 @@ import pytest
 from deployments.local import stack
 from deployments.local.processes import wait_until
 from tasks.settings import Settings
+from tests.fakes.rekognition import FakeRekognition
 
 SETTINGS = Settings()
 
 
 @pytest.fixture(scope="package")
-def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[stack.Stack]:
+def rekognition() -> Iterator[FakeRekognition]:
+    """Rekognition for the stack (it cannot run here): the fake, reading MiniStack's S3."""
+    fake = FakeRekognition()
+    with fake:
+        yield fake
+
+
+@pytest.fixture(scope="package")
+def services(
+    tmp_path_factory: pytest.TempPathFactory, rekognition: FakeRekognition
+) -> Iterator[stack.Running]:
     state = tmp_path_factory.mktemp("stack")
-    the_stack = stack.Stack(ports=stack.Ports.free(), state=state, api_key=uuid.uuid4().hex)
+    ports = stack.Ports.free()
+    rekognition.s3_endpoint_url = f"http://127.0.0.1:{ports.ministack}"
+    the_stack = stack.Stack(
+        ports=ports,
+        state=state,
+        api_key=uuid.uuid4().hex,
+        extra_env=(("IMAGE_PIPELINE_REKOGNITION_ENDPOINT_URL", rekognition.url),),
+    )
     try:
-        with stack.running(the_stack, worker_limit=4):
-            yield the_stack
+        with stack.running(the_stack, worker_limit=4) as running:
+            yield running
     finally:
         _print_logs(state)
+
+
+@pytest.fixture(scope="package")
+def local(services: stack.Running) -> stack.Stack:
+    return services.stack
+
+
+@pytest.fixture(scope="module")
+def notices(local: stack.Stack) -> Callable[[], list[dict[str, Any]]]:
+    """Every SNS notice since the module started, from an SQS queue subscribed to the topic."""
+    sqs, sns = aws(local, "sqs"), aws(local, "sns")
+    url = sqs.create_queue(QueueName=f"e2e-notices-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    topic = sns.create_topic(Name=SETTINGS.topic_name)["TopicArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
+    received: list[dict[str, Any]] = []
+
+    def drain() -> list[dict[str, Any]]:
+        for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get(
+            "Messages", []
+        ):
+            received.append(json.loads(message["Body"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return received
+
+    return drain
+
+
+def notices_for(notices: Callable[[], list[dict[str, Any]]], key: str) -> list[dict[str, Any]]:
+    return [n for n in notices() if n["MessageAttributes"]["imageId"]["Value"] == key]
 
 
 def _print_logs(state: Path) -> None:
@@ -75,3 +126,24 @@ def flow_runs_for(local: stack.Stack, key: str) -> list[dict[str, Any]]:
     )
     response.raise_for_status()
     return response.json()
+
+
+UNFINISHED = ["SCHEDULED", "PENDING", "RUNNING", "CANCELLING"]
+
+
+def wait_for_idle(local: stack.Stack) -> None:
+    """No flow run in flight: stopping a service now interrupts no other test's image."""
+
+    def idle() -> bool:
+        response = httpx.post(
+            f"{local.prefect_url}/api/flow_runs/count",
+            json={
+                "flows": {"name": {"any_": ["process-image"]}},
+                "flow_runs": {"state": {"type": {"any_": UNFINISHED}}},
+            },
+            timeout=10,
+        )
+        response.raise_for_status()
+        return response.json() == 0
+
+    wait_until(idle, timeout=120, what="no flow run in flight")

@@ -6,7 +6,6 @@ by the e2e tests (conftest.py), uploads with boto3, and waits on conditions with
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -27,29 +26,6 @@ EXPECTED = {
     "not-an-image.jpg": "FAILED",
     "truncated.jpg": "FAILED",
 }
-
-
-@pytest.fixture(scope="module")
-def notices(local: stack.Stack) -> Any:
-    """An SQS queue subscribed to the topic, created before any upload."""
-    sqs, sns = aws(local, "sqs"), aws(local, "sns")
-    url = sqs.create_queue(QueueName="e2e-notices")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    topic = sns.create_topic(Name=SETTINGS.topic_name)["TopicArn"]
-    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
-    received: list[dict[str, Any]] = []
-
-    def drain() -> list[dict[str, Any]]:
-        for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get(
-            "Messages", []
-        ):
-            received.append(json.loads(message["Body"]))
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-        return received
-
-    return drain
 
 
 def test_uploads_end_with_their_final_status_thumbnails_and_one_notice(local, notices) -> None:

@@ -19,6 +19,7 @@ mean colour ("Red", "Green", "Blue" or "Gray").
 
     with FakeRekognition(s3_endpoint_url=ministack) as fake:
         fake.fail_next(3, "ThrottlingException")
+        fake.hold(); ...; fake.held.wait(); ...; fake.release()
         ... boto3.client("rekognition", endpoint_url=fake.url) ...
         fake.requests[-1].image_source  # "Bytes" or "S3Object"
 """
@@ -53,6 +54,7 @@ MAX_LABELS_LIMIT = 1000  # "The default and upper limit is 1000 labels"
 DEFAULT_MIN_CONFIDENCE = 55.0
 IMAGE_CONFIDENCE = 99.0
 LABEL_MODEL_VERSION = "3.0"
+HOLD_LIMIT_SECONDS = 300  # a held request is answered after this even if never released
 
 # The API reference lists ThrottlingException and InternalServerError as HTTP 500,
 # every other DetectLabels error as HTTP 400.
@@ -114,6 +116,9 @@ class FakeRekognition:
         self.region = region
         self.requests: list[RecordedRequest] = []
         self._failures: deque[RekognitionError] = deque()
+        self.held = threading.Event()  # a request is waiting for `release()`
+        self._released = threading.Event()
+        self._released.set()
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -172,7 +177,16 @@ class FakeRekognition:
         with self._lock:
             self._failures.extend(RekognitionError(code, message, status) for _ in range(n))
 
+    def hold(self) -> None:
+        """Keep requests waiting, unanswered, until `release()`: a hung Rekognition."""
+        self.held.clear()
+        self._released.clear()
+
+    def release(self) -> None:
+        self._released.set()
+
     def reset(self) -> None:
+        self.release()
         with self._lock:
             self.requests.clear()
             self._failures.clear()
@@ -188,6 +202,9 @@ class FakeRekognition:
             )
         else:
             parse_error = None
+        if not self._released.is_set():
+            self.held.set()
+            self._released.wait(HOLD_LIMIT_SECONDS)
         record = RecordedRequest(target=target, headers=headers, body=body)
         with self._lock:
             self.requests.append(record)

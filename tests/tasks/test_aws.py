@@ -72,5 +72,5 @@ def test_a_saved_block_gives_the_client_prefect_aws_would(configure, block) -> N
 
 def test_an_unknown_block_is_a_clear_error(configure) -> None:
     configure(aws_credentials_block=f"missing-{uuid.uuid4().hex[:8]}")
-    with pytest.raises(LookupError, match="No AWS Credentials block named .missing-"):
+    with pytest.raises(LookupError, match="No AWS Credentials block named 'missing-"):
         client("dynamodb")

@@ -1,0 +1,176 @@
+"""Outages of the stack's own parts: a killed flow-run process, the worker, the Prefect server.
+
+Each test waits until no image is in flight before it stops anything, so it interrupts
+only its own image, and restarts what it stopped even when it fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from deployments.local import stack
+from deployments.local.processes import wait_until
+from deployments.local.samples import samples
+from tests.api.conftest import eventbridge_event
+from tests.e2e.conftest import (
+    SETTINGS,
+    aws,
+    flow_runs_for,
+    notices_for,
+    status,
+    wait_for_final,
+    wait_for_idle,
+)
+from tests.fakes.rekognition import FakeRekognition
+
+PHOTO = samples()["photo.jpg"]
+
+
+def unique_key(name: str) -> str:
+    return f"uploads/outage-{uuid.uuid4().hex[:8]}/{name}"
+
+
+def flow_run_processes(flow_run_id: str) -> list[int]:
+    """The processes the worker started for this flow run (found by their environment)."""
+    needle = f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode()
+    pids = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        with contextlib.suppress(OSError):
+            if needle in environ.read_bytes().split(b"\0"):
+                pids.append(int(environ.parent.name))
+    return pids
+
+
+def wait_for_status(local: stack.Stack, key: str, wanted: str) -> dict[str, Any]:
+    wait_until(
+        lambda: (status(local, key) or {}).get("overall_processing_status") == wanted,
+        timeout=120,
+        what=f"{key} to be {wanted}",
+    )
+    item = status(local, key)
+    assert item is not None
+    return item
+
+
+def test_a_killed_flow_run_process_ends_failed_with_a_notice_and_a_rerun_completes(
+    local: stack.Stack, rekognition: FakeRekognition, notices
+) -> None:
+    key = unique_key("killed.jpg")
+    wait_for_idle(local)
+    rekognition.hold()  # the run stops in its labels step, mid-run, until released
+    try:
+        aws(local, "s3").put_object(Bucket=SETTINGS.uploads_bucket, Key=key, Body=PHOTO)
+        assert rekognition.held.wait(120), "the run never reached Rekognition"
+        assert (status(local, key) or {}).get("overall_processing_status") == "PROCESSING"
+        [run] = flow_runs_for(local, key)
+        pids = flow_run_processes(run["id"])
+        assert pids, "no process found for the running flow run"
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        item = wait_for_final(local, key)
+    finally:
+        rekognition.release()
+
+    assert item["overall_processing_status"] == "FAILED", item
+    assert item["error_type"] == "Crashed" and item["failed_step"] == "labels", item
+    [run] = flow_runs_for(local, key)
+    assert run["state_type"] == "CRASHED"
+    wait_until(lambda: notices_for(notices, key), timeout=60, what=f"a notice for {key}")
+    [notice] = notices_for(notices, key)
+    assert notice["MessageAttributes"]["processing_status"]["Value"] == "FAILURE"
+
+    response = httpx.post(
+        f"{local.api_url}/images/{quote(key, safe='/')}/reprocess",
+        headers={"x-api-key": local.api_key},
+        timeout=30,
+    )
+    assert response.status_code == 202, response.text
+    item = wait_for_status(local, key, "COMPLETED")
+    assert item["attempts"] == 2 and item["labels_status"] == "COMPLETED", item
+
+
+def test_uploads_made_while_the_worker_is_down_run_when_it_returns(
+    services: stack.Running,
+) -> None:
+    local = services.stack
+    keys = [unique_key(f"while-down-{i}.jpg") for i in range(3)]
+    wait_for_idle(local)
+    with services.worker.stopped():
+        for key in keys:
+            aws(local, "s3").put_object(Bucket=SETTINGS.uploads_bucket, Key=key, Body=PHOTO)
+        wait_until(
+            lambda: waiting_runs(local) >= set(keys),
+            timeout=60,
+            what="a scheduled run per upload",
+        )
+        assert all(status(local, key) is None for key in keys), "processed with no worker"
+
+    for key in keys:
+        assert wait_for_final(local, key)["overall_processing_status"] == "COMPLETED"
+        assert len(flow_runs_for(local, key)) == 1
+
+
+def test_a_webhook_call_while_prefect_is_down_gets_503_and_its_redelivery_runs_once(
+    services: stack.Running, notices
+) -> None:
+    local = services.stack
+    key = unique_key("prefect-down.jpg")
+    s3 = aws(local, "s3")
+    wait_for_idle(local)
+    with services.prefect_server.stopped():
+        # The upload's own delivery (S3 -> EventBridge -> webhook) meets the outage too;
+        # MiniStack logs it and drops it (it does not model EventBridge's retries).
+        dropped = refused_deliveries(local)
+        etag = s3.put_object(Bucket=SETTINGS.uploads_bucket, Key=key, Body=PHOTO)["ETag"]
+        wait_until(
+            lambda: refused_deliveries(local) > dropped,
+            timeout=30,
+            what="EventBridge's delivery to be refused",
+        )
+        event = eventbridge_event(key, etag=etag.strip('"'), size=len(PHOTO))
+        refused = post_event(local, event)
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["message"]
+        assert status(local, key) is None
+
+    # EventBridge redelivers a refused event (its retry policy), sometimes more than once.
+    assert post_event(local, event).status_code == 202
+    assert post_event(local, event).status_code == 202
+    assert wait_for_final(local, key)["overall_processing_status"] == "COMPLETED"
+    wait_until(lambda: notices_for(notices, key), timeout=60, what=f"a notice for {key}")
+    wait_for_idle(local)
+    assert len(flow_runs_for(local, key)) == 1
+    assert len(notices_for(notices, key)) == 1
+    assert services.worker.process is not None and services.worker.process.poll() is None
+
+
+def waiting_runs(local: stack.Stack) -> set[str]:
+    """The keys of process-image runs scheduled and waiting for a worker (Scheduled or Late)."""
+    response = httpx.post(
+        f"{local.prefect_url}/api/flow_runs/filter",
+        json={
+            "flows": {"name": {"any_": ["process-image"]}},
+            "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
+        },
+        timeout=10,
+    )
+    response.raise_for_status()
+    return {run["parameters"]["key"] for run in response.json()}
+
+
+def refused_deliveries(local: stack.Stack) -> int:
+    return local.log("ministack").read_text(errors="replace").count("retryable HTTP 503")
+
+
+def post_event(local: stack.Stack, event: dict[str, Any]) -> httpx.Response:
+    return httpx.post(
+        local.webhook_url, json=event, headers={"x-api-key": local.api_key}, timeout=30
+    )
