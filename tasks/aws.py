@@ -13,6 +13,7 @@ assumes a role, which needs prefect-aws's own session logic, goes through prefec
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Callable, Iterator
 from functools import lru_cache
 from typing import Any
@@ -139,9 +140,24 @@ def session_and_client_kwargs() -> tuple[boto3.Session, dict[str, Any]]:
     return document.session(), document.aws_client_parameters.client_kwargs()
 
 
-@lru_cache
+_BUILDING = threading.Lock()  # one build per client when threads (backfill) ask at once
+
+
 def client(service: str) -> Any:
     """A boto3 client for `service` ("s3", "dynamodb", "sns", "rekognition")."""
+    with _BUILDING:
+        return _cached_client(service)
+
+
+def forget_clients() -> None:
+    """Drop the cached session and clients (after the settings changed)."""
+    with _BUILDING:
+        _cached_client.cache_clear()
+        session_and_client_kwargs.cache_clear()
+
+
+@lru_cache
+def _cached_client(service: str) -> Any:
     settings = get_settings()
     session, kwargs = session_and_client_kwargs()
     if service == "rekognition" and settings.rekognition_endpoint_url:

@@ -19,8 +19,7 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 
 def _reset_caches() -> None:
     get_settings.cache_clear()
-    aws.session_and_client_kwargs.cache_clear()
-    aws.client.cache_clear()
+    aws.forget_clients()
     notify.topic_arn.cache_clear()
 
 

@@ -203,7 +203,7 @@ def latency(bench: Bench, count: int) -> str:
             f"- Our pipeline adds **{added:.2f} s** at p50 over the no-op flow on the same "
             "trigger and tuned settings (target: at most 0.5 s).",
             f"- Our settings lower Prefect's own floor by **{lowered:.2f} s** at p50 "
-            "(no-op, defaults → tuned: async flow, engine started directly, 1 s polling).",
+            "(no-op, defaults → tuned: async flow, engine started directly, 0.5 s polling).",
         ]
     )
 
