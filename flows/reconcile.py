@@ -8,19 +8,33 @@ server about the run each one names, and when that run is over (or unknown to th
 marks the image FAILED with the reason and publishes the failure notice. A run that may
 still touch the image (scheduled, pending, running, paused, retrying) is left alone, and
 the conditional write never replaces anything but the very PROCESSING state it found.
+
+An image has no item at all when its run crashed before recording anything (say the
+worker could not start it because the Prefect server answered 503 under load). The flow
+also finds the process-image runs that crashed in the last `lost_within_hours` and records
+FAILED for each one's image that has no item.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.filters import (
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterEndTime,
+    FlowRunFilterId,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
 from prefect.client.schemas.objects import FlowRun, StateType
 from pydantic import BaseModel
 
@@ -64,6 +78,28 @@ class Stuck(BaseModel):
         )
 
 
+class Lost(BaseModel):
+    """A process-image run that crashed, and the image it was for."""
+
+    key: str
+    bucket: str
+    etag: str | None
+    flow_run_id: str
+    message: str
+
+    @classmethod
+    def from_run(cls, run: FlowRun) -> Lost:
+        reason = (run.state.message if run.state else None) or "The flow run crashed."
+        return cls(
+            key=run.parameters["key"],
+            bucket=run.parameters["bucket"],
+            etag=run.parameters.get("etag"),
+            flow_run_id=str(run.id),
+            message=f"{reason} (Flow run {run.name!r} ({run.id}) crashed before it recorded "
+            "anything for the image; recorded by reconcile-stuck-images.)",
+        )
+
+
 class Verdict(BaseModel):
     """What the Prefect server says about the run an item names."""
 
@@ -93,7 +129,7 @@ class ReconcileSummary(BaseModel):
         counts: dict[str, int] = {}
         for outcome in self.outcomes:
             counts[outcome.action] = counts.get(outcome.action, 0) + 1
-        found = f"{len(self.outcomes)} stuck PROCESSING image(s) found"
+        found = f"{len(self.outcomes)} stuck or unrecorded image(s) found"
         return found + "".join(f"; {n} {action}" for action, n in counts.items()) + "."
 
 
@@ -151,6 +187,52 @@ def judge_runs(images: list[Stuck]) -> dict[str, Verdict]:
     }
 
 
+@task(name="find-crashed-runs", **PREFECT_API_RETRIES, cache_policy=NO_CACHE, persist_result=False)
+def find_crashed_runs(since: datetime, key_prefix: str | None, limit: int) -> list[Lost]:
+    """process-image runs that crashed after `since`, for images under `key_prefix`."""
+    runs: list[FlowRun] = []
+    with get_client(sync_client=True) as client:
+        while len(runs) < limit:
+            page = client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=["process-image"])),
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.CRASHED])),
+                    end_time=FlowRunFilterEndTime(after_=since),
+                ),
+                limit=min(_API_PAGE, limit - len(runs)),
+                offset=len(runs),
+            )
+            runs += page
+            if len(page) < _API_PAGE:
+                break
+    lost = [Lost.from_run(run) for run in runs if "key" in run.parameters]
+    return [image for image in lost if image.key.startswith(key_prefix or "")]
+
+
+@task(name="mark-lost-failed", **TRANSIENT_RETRIES, cache_policy=NO_CACHE, persist_result=False)
+def mark_lost_failed(image: Lost) -> bool:
+    """FAILED for an image that has no item; False when it has one (its run, or another,
+    recorded it)."""
+    if record.read_item(image.key) is not None:
+        return False
+    with get_client(sync_client=True) as prefect:
+        step = failed_step(prefect.read_flow_run(uuid.UUID(image.flow_run_id)), settle_seconds=0)
+    item = record.mark_failed(
+        image.bucket,
+        image.key,
+        image.etag,
+        image.flow_run_id,
+        error_type="Crashed",
+        error_message=image.message,
+        failed_step=step,
+        only_if_unrecorded=True,
+    )
+    if item is None:
+        return False
+    _publish_failure(item, image.key, "Crashed", image.message, step)
+    return True
+
+
 @task(name="mark-failed", **TRANSIENT_RETRIES, cache_policy=NO_CACHE, persist_result=False)
 def mark_stuck_failed(image: Stuck, verdict: Verdict) -> bool:
     """FAILED with the verdict's reason, only over the PROCESSING state that was found; then
@@ -168,18 +250,24 @@ def mark_stuck_failed(image: Stuck, verdict: Verdict) -> bool:
     )
     if item is None:
         return False
+    _publish_failure(item, image.key, verdict.error_type, verdict.message, verdict.failed_step)
+    return True
+
+
+def _publish_failure(
+    item: dict[str, Any], key: str, error_type: str, message: str, failed_step: str
+) -> None:
     try:
         notify.publish_failure(
-            item.get("s3_bucket_original", image.bucket),
-            image.key,
-            error_type=verdict.error_type,
-            error_message=verdict.message,
-            failed_step=verdict.failed_step,
+            item["s3_bucket_original"],
+            key,
+            error_type=error_type,
+            error_message=message,
+            failed_step=failed_step,
         )
     except Exception:
-        # The record is written; a retry of this task would find nothing left to mark.
-        get_run_logger().exception("The failure notice for %r could not be published.", image.key)
-    return True
+        # The record is written; a retry of the task would find nothing left to mark.
+        get_run_logger().exception("The failure notice for %r could not be published.", key)
 
 
 @task(name="publish-summary", cache_policy=NO_CACHE, persist_result=False)
@@ -200,9 +288,11 @@ def reconcile_stuck_images(
     key_prefix: str | None = None,
     dry_run: bool = False,
     limit: int = 1000,
+    lost_within_hours: float = 24,
 ) -> ReconcileSummary:
     """Mark FAILED the PROCESSING images not updated for `older_than_minutes` whose flow run
-    is over (crashed, failed, cancelled, completed) or unknown to the server, and publish
+    is over (crashed, failed, cancelled, completed) or unknown to the server, and the
+    images without an item whose run crashed in the last `lost_within_hours`; publish
     their failure notices. `key_prefix` narrows the images; `dry_run` only reports."""
     cutoff = int(time.time() - older_than_minutes * 60)
     found = find_images(
@@ -230,6 +320,13 @@ def reconcile_stuck_images(
                 error_type=verdict.error_type if verdict.finished else None,
             )
         )
+    since = datetime.now(UTC) - timedelta(hours=lost_within_hours)
+    for lost in find_crashed_runs(since, key_prefix, limit):
+        if dry_run:
+            if record.read_item(lost.key) is None:
+                outcomes.append(_lost_outcome(lost, "would mark FAILED"))
+        elif mark_lost_failed(lost):
+            outcomes.append(_lost_outcome(lost, "marked FAILED"))
     summary = ReconcileSummary(dry_run=dry_run, outcomes=outcomes)
     publish_summary(summary)
     logger = get_run_logger()
@@ -237,3 +334,13 @@ def reconcile_stuck_images(
     for o in outcomes:
         logger.info("%s: %r (flow run %s, %s)", o.action, o.key, o.flow_run_id, o.run_state)
     return summary
+
+
+def _lost_outcome(image: Lost, action: Action) -> Outcome:
+    return Outcome(
+        key=image.key,
+        flow_run_id=image.flow_run_id,
+        run_state="Crashed",
+        action=action,
+        error_type="Crashed",
+    )

@@ -175,13 +175,15 @@ def mark_failed(
     failed_step: str,
     validation_failed: bool = False,
     stuck_since: int | None = None,
+    only_if_unrecorded: bool = False,
 ) -> dict[str, Any] | None:
     """Record why the run failed, unless the item now belongs to another upload or run.
 
     A run records its failure on the item it claimed, on a new item, or over the failure of
     another run of the same version; never over a result, nor over another run's claim (that
     run is alive, or the reconciler will find it). With `stuck_since` (the reconciler's use),
-    only the PROCESSING state of `flow_run_id` last updated at `stuck_since` is replaced.
+    only the PROCESSING state of `flow_run_id` last updated at `stuck_since` is replaced;
+    with `only_if_unrecorded`, only a missing item is written.
     Returns the new item, or None when nothing was written.
     """
     fields: dict[str, Any] = {
@@ -205,6 +207,8 @@ def mark_failed(
             " AND (flow_run_id = :run OR attribute_not_exists(flow_run_id))",
             values={":processing": PROCESSING, ":run": flow_run_id, ":since": stuck_since},
         )
+    if only_if_unrecorded:
+        return _update(key, fields, condition="attribute_not_exists(ImageKey)", values={})
     return _update(
         key,
         fields,

@@ -159,6 +159,26 @@ def _busy_ticks() -> int:
     return user + nice + system + irq + softirq + steal
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy since boot (all cores)."""
+    return _busy_ticks() / os.sysconf("SC_CLK_TCK")
+
+
+def processes_cpu_seconds(cmdline_part: str) -> float:
+    """CPU seconds (user + system) used so far by the processes whose command line
+    contains `cmdline_part`."""
+    total = 0
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if cmdline_part.encode() not in (proc / "cmdline").read_bytes():
+                continue
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def _own_seconds() -> float:
     times = os.times()
     return times.user + times.system + times.children_user + times.children_system

@@ -186,3 +186,31 @@ def test_the_age_threshold_is_a_parameter(prefix: str) -> None:
     assert reconcile_stuck_images(key_prefix=prefix, dry_run=True).outcomes == []
     summary = reconcile_stuck_images(key_prefix=prefix, older_than_minutes=2)
     assert by_key(summary) == {key: ("marked FAILED", "Crashed")}
+
+
+def test_records_the_image_of_a_run_that_crashed_before_it_started(
+    prefix: str, notifications: Callable[[], list[dict[str, Any]]]
+) -> None:
+    lost, recorded = prefix + "lost.jpg", prefix + "recorded.jpg"
+    refused = "Failed to submit flow run to infrastructure: Server error '503 Service Unavailable'"
+    lost_run = flow_run_in(Crashed(message=refused), lost)
+    flow_run_in(Crashed(message=refused), recorded)
+    stuck(recorded, str(uuid.uuid4()), minutes_ago=1)  # another run has it in hand
+
+    assert by_key(reconcile_stuck_images(key_prefix=prefix, dry_run=True)) == {
+        lost: ("would mark FAILED", "Crashed")
+    }
+    assert read_item(lost) is None
+    summary = reconcile_stuck_images(key_prefix=prefix)
+
+    assert by_key(summary) == {lost: ("marked FAILED", "Crashed")}
+    item = read_item(lost)
+    assert item and item["overall_processing_status"] == "FAILED"
+    assert item["error_type"] == "Crashed" and item["failed_step"] == "flow"
+    assert item["flow_run_id"] == lost_run and item["etag"] == ETAG
+    assert "503 Service Unavailable" in item["error_message"]
+    assert read_item(recorded)["overall_processing_status"] == "PROCESSING"
+    assert [n["MessageAttributes"]["imageId"]["Value"] for n in notifications()] == [lost]
+
+    assert by_key(reconcile_stuck_images(key_prefix=prefix)) == {}  # recorded once, not again
+    assert notifications() == []  # and no second notice
