@@ -461,7 +461,7 @@ def report(
         "the largest box, then `render_thumbnails` and `describe`), the **original**'s "
         "method (per size a full decode, `thumbnail()` and save, then a second copy of the "
         "bytes opened for the metadata) and the **floor** (Pillow `draft` + `load` alone, "
-        f"at the same scale as ours). Boxes {boxes}; ours encodes progressive JPEG quality "
+        f"at the same scale as ours). Boxes {boxes}; ours encodes baseline JPEG quality "
         f"{settings.jpeg_quality}, the original Pillow's default (baseline, quality 75). "
         "Generated photo-like images (texture at several scales, shapes, grain; JPEG "
         "quality 90 with a camera EXIF block).",

@@ -103,16 +103,21 @@ class Bench:
         [run] = self.api.post(
             "/flow_runs/filter", json={"flow_runs": {"name": {"any_": [key]}}}
         ).json()
-        [event] = self.api.post(
-            "/events/filter",
-            json={
-                "filter": {
-                    "event": {"name": ["aws.s3.object.created"]},
-                    "any_resource": {"id": [f"s3://{SETTINGS.uploads_bucket}/{key}"]},
-                    "occurred": {"since": "2000-01-01T00:00:00Z"},
-                }
-            },
-        ).json()["events"]
+        query = {
+            "filter": {
+                "event": {"name": ["aws.s3.object.created"]},
+                "any_resource": {"id": [f"s3://{SETTINGS.uploads_bucket}/{key}"]},
+                "occurred": {"since": "2000-01-01T00:00:00Z"},
+            }
+        }
+        events: list[dict[str, Any]] = []
+
+        def stored() -> bool:  # the server writes events to its database in batches
+            events[:] = self.api.post("/events/filter", json=query).json()["events"]
+            return bool(events)
+
+        until(stored, timeout=60, poll=0.5)
+        [event] = events
         states = self.api.get("/flow_run_states/", params={"flow_run_id": run["id"]}).json()
 
         def first(state_type: str) -> float:
@@ -216,7 +221,7 @@ def latency(bench: Bench, count: int) -> str:
     stages: dict[str, list[list[float]]] = {}
     for deployment in ("process-image", "noop-tuned", "noop-defaults"):
         bench.enable_only(deployment)
-        samples = []
+        samples, timings = [], []
         for i in range(count + 1):  # the first run warms up
             key = f"uploads/bench-latency/{deployment}/{uuid.uuid4().hex[:8]}-{i}.jpg"
             start, uploaded_at = time.monotonic(), time.time()
@@ -227,12 +232,11 @@ def latency(bench: Bench, count: int) -> str:
                 until(lambda key=key, d=ids[deployment]: bench.run_state(d, key) == "COMPLETED")
             if i:
                 samples.append(time.monotonic() - start)
-                stages.setdefault(deployment, []).append(
-                    bench.stages(key, uploaded_at, uploaded_at + samples[-1])
-                )
+                timings.append((key, uploaded_at, uploaded_at + samples[-1]))
             # Sequential: the next upload waits until this run has finished entirely.
             until(lambda key=key, d=ids[deployment]: bench.run_state(d, key) == "COMPLETED")
         results[deployment] = common.summarize(samples)
+        stages[deployment] = [bench.stages(*timing) for timing in timings]
         print(f"latency {deployment}: p50 {results[deployment].median:.2f} s", flush=True)
     bench.enable_only("process-image")
     rows = [
