@@ -41,7 +41,7 @@ test: install
 
 # Benchmarks are not tests: they write BENCHMARKS.md. Run them on a quiet machine.
 bench: install
-	$(VENV)/bin/python -m tests.benchmarks.bench_image_work
+	$(VENV)/bin/python -m tests.benchmarks.bench_image_work --output BENCHMARKS.md
 	$(VENV)/bin/python -m tests.benchmarks.bench_stack
 
 soak: install

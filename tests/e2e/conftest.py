@@ -105,17 +105,20 @@ def status(local: stack.Stack, key: str) -> dict[str, Any] | None:
     return response.json() if response.status_code == 200 else None
 
 
-def wait_for_final(local: stack.Stack, key: str) -> dict[str, Any]:
+def wait_for_status(local: stack.Stack, key: str, *wanted: str) -> dict[str, Any]:
+    """The item once its status is one of `wanted`."""
     wait_until(
-        lambda: (
-            (status(local, key) or {}).get("overall_processing_status") in ("COMPLETED", "FAILED")
-        ),
+        lambda: (status(local, key) or {}).get("overall_processing_status") in wanted,
         timeout=120,
-        what=f"a final status for {key}",
+        what=f"{key} to be {' or '.join(wanted)}",
     )
     item = status(local, key)
     assert item is not None
     return item
+
+
+def wait_for_final(local: stack.Stack, key: str) -> dict[str, Any]:
+    return wait_for_status(local, key, "COMPLETED", "FAILED")
 
 
 def flow_runs_for(local: stack.Stack, key: str) -> list[dict[str, Any]]:

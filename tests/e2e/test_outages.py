@@ -28,6 +28,7 @@ from tests.e2e.conftest import (
     status,
     wait_for_final,
     wait_for_idle,
+    wait_for_status,
 )
 from tests.fakes.rekognition import FakeRekognition
 
@@ -47,17 +48,6 @@ def flow_run_processes(flow_run_id: str) -> list[int]:
             if needle in environ.read_bytes().split(b"\0"):
                 pids.append(int(environ.parent.name))
     return pids
-
-
-def wait_for_status(local: stack.Stack, key: str, wanted: str) -> dict[str, Any]:
-    wait_until(
-        lambda: (status(local, key) or {}).get("overall_processing_status") == wanted,
-        timeout=120,
-        what=f"{key} to be {wanted}",
-    )
-    item = status(local, key)
-    assert item is not None
-    return item
 
 
 def test_a_killed_flow_run_process_ends_failed_with_a_notice_and_a_rerun_completes(
