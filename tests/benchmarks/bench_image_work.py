@@ -46,7 +46,7 @@ from typing import Any
 from PIL import Image, ImageCms, ImageDraw, features
 
 from tasks.metadata import describe
-from tasks.models import SourceObject
+from tasks.models import DecodedImage, SourceObject
 from tasks.settings import Settings, get_settings
 from tasks.thumbnails import fit_within, render_thumbnails
 from tasks.validate import decode
@@ -228,15 +228,20 @@ def _draft_request(job: Job) -> Size | None:
         return (needed[1], needed[0]) if swap else needed
 
 
+def decode_job(job: Job) -> DecodedImage:
+    """The pipeline's decode of the job's bytes, with its settings."""
+    return decode(
+        job.data,
+        max_file_bytes=job.settings.max_file_bytes,
+        max_pixels=job.settings.max_pixels,
+        largest_box=job.largest_box,
+    )
+
+
 def ours(job: Job) -> list[Size]:
     """The pipeline's image work for one image, after its single download."""
     settings = job.settings
-    image = decode(
-        job.data,
-        max_file_bytes=settings.max_file_bytes,
-        max_pixels=settings.max_pixels,
-        largest_box=job.largest_box,
-    )
+    image = decode_job(job)
     thumbs = render_thumbnails(
         image,
         job.boxes,
@@ -292,13 +297,7 @@ RUNNERS: dict[str, Callable[[Job], list[Size]]] = {
 
 def check_same_decode(job: Job) -> None:
     """Ours and the floor must decode at the same scale, or the comparison means nothing."""
-    settings = job.settings
-    image = decode(
-        job.data,
-        max_file_bytes=settings.max_file_bytes,
-        max_pixels=settings.max_pixels,
-        largest_box=job.largest_box,
-    )
+    image = decode_job(job)
     ours_size = image.pixels.size
     if job.case.orientation in (5, 6, 7, 8):
         ours_size = (ours_size[1], ours_size[0])
