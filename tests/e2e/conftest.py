@@ -121,14 +121,19 @@ def wait_for_final(local: stack.Stack, key: str) -> dict[str, Any]:
     return wait_for_status(local, key, "COMPLETED", "FAILED")
 
 
-def flow_runs_for(local: stack.Stack, key: str) -> list[dict[str, Any]]:
+def process_image_runs(local: stack.Stack, **flow_runs: Any) -> list[dict[str, Any]]:
+    """process-image flow runs matching a Prefect `flow_runs` filter, e.g. name=..."""
     response = httpx.post(
         f"{local.prefect_url}/api/flow_runs/filter",
-        json={"flow_runs": {"name": {"any_": [key]}}},
+        json={"flows": {"name": {"any_": ["process-image"]}}, "flow_runs": flow_runs},
         timeout=10,
     )
     response.raise_for_status()
     return response.json()
+
+
+def flow_runs_for(local: stack.Stack, key: str) -> list[dict[str, Any]]:
+    return process_image_runs(local, name={"any_": [key]})
 
 
 UNFINISHED = ["SCHEDULED", "PENDING", "RUNNING", "CANCELLING"]
@@ -138,15 +143,6 @@ def wait_for_idle(local: stack.Stack) -> None:
     """No flow run in flight: stopping a service now interrupts no other test's image."""
 
     def idle() -> bool:
-        response = httpx.post(
-            f"{local.prefect_url}/api/flow_runs/count",
-            json={
-                "flows": {"name": {"any_": ["process-image"]}},
-                "flow_runs": {"state": {"type": {"any_": UNFINISHED}}},
-            },
-            timeout=10,
-        )
-        response.raise_for_status()
-        return response.json() == 0
+        return not process_image_runs(local, state={"type": {"any_": UNFINISHED}})
 
     wait_until(idle, timeout=120, what="no flow run in flight")

@@ -25,6 +25,7 @@ from tests.e2e.conftest import (
     aws,
     flow_runs_for,
     notices_for,
+    process_image_runs,
     status,
     wait_for_final,
     wait_for_idle,
@@ -144,16 +145,8 @@ def test_a_webhook_call_while_prefect_is_down_gets_503_and_its_redelivery_runs_o
 
 def waiting_runs(local: stack.Stack) -> set[str]:
     """The keys of process-image runs scheduled and waiting for a worker (Scheduled or Late)."""
-    response = httpx.post(
-        f"{local.prefect_url}/api/flow_runs/filter",
-        json={
-            "flows": {"name": {"any_": ["process-image"]}},
-            "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
-        },
-        timeout=10,
-    )
-    response.raise_for_status()
-    return {run["parameters"]["key"] for run in response.json()}
+    waiting = process_image_runs(local, state={"type": {"any_": ["SCHEDULED"]}})
+    return {run["parameters"]["key"] for run in waiting}
 
 
 def refused_deliveries(local: stack.Stack) -> int:
