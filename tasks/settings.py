@@ -109,6 +109,7 @@ class Settings(BaseSettings):
     prefect_port: int = Field(4200, description="Port of the local Prefect server and UI.")
     api_port: int = Field(8000, description="Port of the status API.")
     worker_port: int = Field(8080, description="Port of the worker's health check.")
+    postgres_port: int = Field(5433, description="Port of the local Prefect server's PostgreSQL.")
     worker_limit: int = Field(4, gt=0, description="Flow runs the local worker runs at once.")
     state_dir: str = Field(".state", description="Where the local stack keeps its data and logs.")
 

@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 MINISTACK_BIN = REPO / ".venv-ministack" / "bin" / "ministack"
@@ -60,7 +61,9 @@ def start(
     log_path: Path,
     env: Mapping[str, str] | None = None,
     cwd: Path = REPO,
+    **popen: Any,
 ) -> subprocess.Popen[bytes]:
+    """Start `args` in its own process group, output to `log_path` (`popen`: e.g. `user`)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         return subprocess.Popen(
@@ -70,6 +73,7 @@ def start(
             cwd=cwd,
             env={**os.environ, **(env or {})},
             start_new_session=True,
+            **popen,
         )
 
 

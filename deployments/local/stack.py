@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from deployments.local import processes
+from deployments.local import postgres, processes
 from deployments.local.processes import REPO
 
 WORK_POOL = "image-pipeline"
@@ -29,10 +29,11 @@ class Ports:
     prefect: int
     api: int
     worker: int  # the worker's health check
+    postgres: int  # the Prefect server's database
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(*(processes.free_port() for _ in range(4)))
+        return cls(*(processes.free_port() for _ in range(5)))
 
 
 @dataclass(frozen=True)
@@ -98,13 +99,21 @@ def api_key(state: Path) -> str:
 class Service:
     """One long-running process of the stack, which can be stopped and started again."""
 
-    def __init__(self, stack: Stack, name: str, args: list[str], ready_url: str) -> None:
+    def __init__(
+        self,
+        stack: Stack,
+        name: str,
+        args: list[str],
+        ready_url: str,
+        env: dict[str, str] | None = None,  # for this service alone, e.g. a secret
+    ) -> None:
         self.stack, self.name, self.args, self.ready_url = stack, name, args, ready_url
+        self.env = {**stack.env(), **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         log = self.stack.log(self.name)
-        process = self.process = processes.start(self.args, log_path=log, env=self.stack.env())
+        process = self.process = processes.start(self.args, log_path=log, env=self.env)
         try:
             processes.wait_until(
                 lambda: processes.still_running(process, log) and processes.http_ok(self.ready_url),
@@ -154,6 +163,7 @@ def running(stack: Stack, *, worker_limit: int = 4, persist: bool = False) -> It
         (stack.ports.prefect, "the Prefect server"),
         (stack.ports.api, "the API"),
         (stack.ports.worker, "the worker's health check"),
+        (stack.ports.postgres, "PostgreSQL"),
     ]:
         processes.check_port_free(port, what)
     with contextlib.ExitStack() as services:
@@ -164,7 +174,15 @@ def running(stack: Stack, *, worker_limit: int = 4, persist: bool = False) -> It
                 state_dir=stack.state / "ministack" if persist else None,
             )
         )
-        prefect_server = services.enter_context(_prefect_server(stack))
+        database = services.enter_context(
+            postgres.postgres(
+                stack.ports.postgres,
+                state=stack.state,
+                log_path=stack.log("postgres"),
+                persist=persist,
+            )
+        )
+        prefect_server = services.enter_context(_prefect_server(stack, database))
         _provision(stack)
         _deploy(stack)
         worker = services.enter_context(_worker(stack, worker_limit))
@@ -172,10 +190,12 @@ def running(stack: Stack, *, worker_limit: int = 4, persist: bool = False) -> It
         yield Running(stack, prefect_server, worker, api)
 
 
-def _prefect_server(stack: Stack) -> Service:
+def _prefect_server(stack: Stack, database_url: str) -> Service:
     args = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
     args += ["--port", str(stack.ports.prefect)]
-    return Service(stack, "prefect-server", args, f"{stack.prefect_url}/api/health")
+    # Only the server gets the database URL: it carries the password.
+    env = {"PREFECT_API_DATABASE_CONNECTION_URL": database_url}
+    return Service(stack, "prefect-server", args, f"{stack.prefect_url}/api/health", env)
 
 
 def _worker(stack: Stack, limit: int) -> Service:

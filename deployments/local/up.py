@@ -29,14 +29,18 @@ def main() -> int:
     settings = get_settings()
     state = (processes.REPO / settings.state_dir).resolve()
     ports = stack.Ports(
-        settings.ministack_port, settings.prefect_port, settings.api_port, settings.worker_port
+        settings.ministack_port,
+        settings.prefect_port,
+        settings.api_port,
+        settings.worker_port,
+        settings.postgres_port,
     )
     local = stack.Stack(ports=ports, state=state, api_key=stack.api_key(state))
     pid_file = state / "up.pid"
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         print(
-            "Starting MiniStack, Prefect server, worker and API (logs in "
+            "Starting MiniStack, PostgreSQL, Prefect server, worker and API (logs in "
             f"{local.log('').parent}) ...",
             flush=True,
         )
