@@ -58,6 +58,16 @@ def postgres(port: int, *, state: Path, log_path: Path, persist: bool) -> Iterat
     """Run PostgreSQL on 127.0.0.1:`port` and yield the Prefect server's connection URL."""
     processes.check_port_free(port, "PostgreSQL")
     home = _make_home(state)
+    try:
+        with _server(home, port, state, log_path):
+            yield connection_url(port, state)
+    finally:
+        if not persist:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _server(home: Path, port: int, state: Path, log_path: Path) -> Iterator[None]:
     binaries = _binaries(home)
     data = home / "data"
     if not (data / "PG_VERSION").exists():
@@ -73,11 +83,9 @@ def postgres(port: int, *, state: Path, log_path: Path, persist: bool) -> Iterat
             timeout=60,
             what=f"PostgreSQL on 127.0.0.1:{port}",
         )
-        yield connection_url(port, state)
+        yield
     finally:
         processes.stop(process)
-        if not persist:
-            shutil.rmtree(home, ignore_errors=True)
 
 
 def home_dir(state: Path) -> Path:
@@ -145,7 +153,13 @@ def _as_unprivileged() -> dict[str, Any]:
 
 
 def _unprivileged_gid() -> int:
-    return pwd.getpwnam(UNPRIVILEGED).pw_gid
+    try:
+        return pwd.getpwnam(UNPRIVILEGED).pw_gid
+    except KeyError:
+        raise RuntimeError(
+            f"PostgreSQL refuses to run as root, and this machine has no {UNPRIVILEGED!r} "
+            "user to run it as: run `make up` as an ordinary user."
+        ) from None
 
 
 def _ready(port: int) -> bool:
