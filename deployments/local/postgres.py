@@ -17,7 +17,6 @@ import hashlib
 import importlib.util
 import os
 import pwd
-import secrets
 import shutil
 import subprocess
 import tempfile
@@ -40,13 +39,8 @@ def install_dir() -> Path:
 
 
 def password(state: Path) -> str:
-    """The database password, made once per state folder and kept out of git and logs."""
-    path = state / "postgres-password"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(32))
-    return path.read_text().strip()
+    """The database password, made once per state folder."""
+    return processes.stored_secret(state / "postgres-password")
 
 
 def connection_url(port: int, state: Path) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -36,6 +37,15 @@ def check_port_free(port: int, what: str) -> None:
                 "Stop whatever holds it (`make down` stops a stack left running) "
                 "or choose another port."
             )
+
+
+def stored_secret(path: Path) -> str:
+    """A random secret, made the first time and kept in `path` (mode 600, out of git and logs)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32))
+    return path.read_text().strip()
 
 
 def wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -87,13 +86,8 @@ class Stack:
 
 
 def api_key(state: Path) -> str:
-    """The webhook key, made once per state folder and kept out of git and logs."""
-    path = state / "webhook-api-key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(32))
-    return path.read_text().strip()
+    """The webhook key, made once per state folder."""
+    return processes.stored_secret(state / "webhook-api-key")
 
 
 class Service:
