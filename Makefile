@@ -41,11 +41,11 @@ test: install
 
 # Benchmarks are not tests: they write BENCHMARKS.md. Run them on a quiet machine.
 bench: install
-	$(VENV)/bin/python -m tests.benchmarks.bench_image_work --output BENCHMARKS.md
-	$(VENV)/bin/python -m tests.benchmarks.bench_stack
+	$(VENV)/bin/python -m benchmarks.bench_image_work --output BENCHMARKS.md
+	$(VENV)/bin/python -m benchmarks.bench_stack
 
 soak: install
-	$(VENV)/bin/python -m tests.benchmarks.bench_stack --soak 500
+	$(VENV)/bin/python -m benchmarks.bench_stack --soak 500
 
 # Known-vulnerability audit of the lock file. Needs PyPI's JSON API (pypi.org), which the
 # sandbox that builds this project cannot reach; --strict fails rather than skip packages.

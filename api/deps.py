@@ -7,26 +7,17 @@ import hmac
 import logging
 from typing import Annotated
 
-from botocore.client import BaseClient
 from fastapi import Depends, Request, Security, status
 from fastapi.security import APIKeyHeader
 from prefect.settings import get_current_settings
 
 from api.errors import ApiError
 from api.prefect_events import PrefectEvents
-from tasks.aws import client
-from tasks.settings import Settings, get_settings
+from image_pipeline.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-
-
-def dynamodb() -> BaseClient:
-    return client("dynamodb")
-
-
-DynamoDB = Annotated[BaseClient, Depends(dynamodb)]
 
 
 def prefect_events(request: Request) -> PrefectEvents:

@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from tasks.aws import error_code
+from image_pipeline.aws import error_code
 
 logger = logging.getLogger(__name__)
 

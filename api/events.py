@@ -92,7 +92,8 @@ def parse(body: bytes) -> S3Event:
     """
     event = S3Event.model_validate_json(body)
     if event.detail_type == OBJECT_CREATED:
-        return ObjectCreatedEvent.model_validate_json(body)
+        # The JSON is parsed once; only the free-form `detail` is validated again, narrower.
+        return ObjectCreatedEvent.model_validate(event.model_dump(by_alias=True))
     return event
 
 

@@ -12,7 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from api.errors import install_error_handlers
 from api.prefect_events import TIMEOUT
 from api.routes import events, health, images
-from tasks.settings import get_settings
+from image_pipeline.settings import get_settings
 
 
 @asynccontextmanager

@@ -7,7 +7,8 @@ from typing import Any
 
 import httpx
 
-# EventBridge gives an API destination 5 s to answer; leave room to answer 503 in time.
+# Every call the API makes to Prefect: EventBridge gives an API destination 5 s to answer,
+# so leave room to answer 503 in time; a person asking to reprocess gets the same bound.
 TIMEOUT = httpx.Timeout(3.0)
 
 

@@ -13,15 +13,13 @@ from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectNotFound
 from prefect.settings import get_current_settings
 
-from api.prefect_events import PrefectUnavailable
-from tasks.models import SourceObject
+from api.prefect_events import TIMEOUT, PrefectUnavailable
+from image_pipeline.models import SourceObject
+from image_pipeline.outcomes import RunRef
 
 # The rerun flow's own notion of "a run in the way", so that the API and the flow agree on
 # it (a run of any origin that is scheduled, pending, running, paused or cancelling).
-from tasks.runs import PROCESS_IMAGE_DEPLOYMENT, RunRef, unfinished_runs
-
-# Short enough that a client gets its 503 quickly when Prefect hangs.
-TIMEOUT = httpx.Timeout(10.0)
+from image_pipeline.runs import PROCESS_IMAGE_DEPLOYMENT, unfinished_runs
 
 
 class RunInTheWay(Exception):

@@ -44,8 +44,8 @@ from typing import Any
 import yaml
 from botocore.exceptions import ClientError
 
-from tasks.aws import client, error_code
-from tasks.settings import Settings, get_settings
+from image_pipeline.aws import client, error_code
+from image_pipeline.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 

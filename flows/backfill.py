@@ -8,17 +8,15 @@ the GIL while it decodes and resizes, so threads use every core.
 
 from __future__ import annotations
 
-from collections import Counter
-
-from prefect import flow, get_run_logger, task, unmapped
-from prefect.artifacts import create_table_artifact
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, unmapped
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from tasks.batch import Outcome, process_batch
-from tasks.settings import get_settings
+from image_pipeline.outcomes import Summary
+from image_pipeline.settings import get_settings
+from tasks.batch import process_batch
 from tasks.source import list_sources
+from tasks.summary import publish_summary
 
 
 @flow(name="backfill", task_runner=ThreadPoolTaskRunner(), persist_result=False)
@@ -31,17 +29,6 @@ def backfill(
     batches = [sources[i : i + batch_size] for i in range(0, len(sources), batch_size)]
     futures = process_batch.map(batches, run_id=unmapped(flow_run.get_id()), force=unmapped(force))
     outcomes = [outcome for batch in futures.result() for outcome in batch]
-    return summarise(bucket, prefix, outcomes)
-
-
-@task(name="summary", cache_policy=NO_CACHE, persist_result=False)
-def summarise(bucket: str, prefix: str, outcomes: list[Outcome]) -> dict[str, int]:
-    counts = dict(Counter(outcome.status for outcome in outcomes))
-    get_run_logger().info("Backfill of s3://%s/%s: %s", bucket, prefix, counts)
-    failed = [o.model_dump() for o in outcomes if o.status == "FAILED"]
-    create_table_artifact(
-        table=failed or [{"key": "-", "status": "no failures"}],
-        key="backfill-failures",
-        description=f"s3://{bucket}/{prefix}: {counts}",
-    )
-    return counts
+    summary = Summary(subject=f"Backfill of s3://{bucket}/{prefix}", outcomes=outcomes)
+    publish_summary(summary, "backfill")
+    return summary.counts()

@@ -12,19 +12,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from prefect import flow, get_run_logger
+from prefect import flow
 from pydantic import Field
 
-from tasks.catalog import epoch_seconds, find_images
-from tasks.record import FAILED
-from tasks.reruns import (
-    Failure,
-    RerunSummary,
-    find_runs_in_the_way,
-    publish_summary,
-    start_reruns,
-    summarize,
-)
+from image_pipeline.catalog import epoch_seconds
+from image_pipeline.records import FAILED
+from image_pipeline.reruns import Failure, RerunSummary, summarize
+from tasks.catalog import find_images
+from tasks.reruns import find_runs_in_the_way, start_reruns
+from tasks.summary import publish_summary
 
 
 @flow(name="rerun-failed-images", persist_result=False)
@@ -56,7 +52,12 @@ def rerun_failed_images(
     in_the_way = find_runs_in_the_way(images) if images else {}
     to_start = [image for image in images if image.key not in in_the_way]
     started = None if dry_run else (start_reruns(to_start) if to_start else [])
-    summary = summarize(images, in_the_way, started, more_match=found.next_cursor is not None)
-    publish_summary(summary)
-    get_run_logger().info(summary.report())
+    summary = summarize(
+        images,
+        in_the_way,
+        started,
+        subject=f"Failed images under {key_prefix or '(all keys)'!r}",
+        more_match=found.next_cursor is not None,
+    )
+    publish_summary(summary, "rerun-failed-images")
     return summary

@@ -1,69 +1,57 @@
 """Many images inside one task: the backfill's unit of work.
 
-The same task functions as `process-image`, called as plain functions (`.fn`), so that
-a thousand images cost a few dozen task runs instead of thousands. Each image still
-ends with its own item: COMPLETED, or FAILED with the step and the reason.
+The same steps as `process-image` (`tasks.pipeline.STEPS`), called as plain functions
+(`.fn`), so that a thousand images cost a few dozen task runs instead of thousands. Each
+image still ends with its own item: COMPLETED, or FAILED with the step and the reason.
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from pydantic import BaseModel
 
-from tasks import record
-from tasks.aws import is_transient
-from tasks.errors import ImageRejected, Superseded, describe_error
-from tasks.labels import detect_labels
-from tasks.metadata import extract_metadata
-from tasks.models import SourceObject
-from tasks.retry import TRANSIENT_RETRIES
-from tasks.thumbnails import make_thumbnails
-from tasks.validate import validate
+from image_pipeline import records
+from image_pipeline.aws import is_transient
+from image_pipeline.errors import Superseded, describe_error
+from image_pipeline.models import ImageWork, SourceObject
+from image_pipeline.outcomes import Outcome
+from tasks.pipeline import STEPS, Step, is_done
+from tasks.policies import TRANSIENT_RETRIES
 
-
-class Outcome(BaseModel):
-    key: str
-    status: Literal["COMPLETED", "FAILED", "ALREADY_DONE", "SUPERSEDED"]
-    error_type: str | None = None
-    failed_step: str | None = None
+COMPLETED, FAILED = records.COMPLETED, records.FAILED
+ALREADY_DONE, SUPERSEDED = "ALREADY_DONE", "SUPERSEDED"
 
 
 def process_one(source: SourceObject, run_id: str, *, force: bool = False) -> Outcome:
-    step = "claim-record"
-    try:
-        if record.claim_record.fn(source, run_id, force=force):
-            return Outcome(key=source.key, status="ALREADY_DONE")
-        step = "validate"
-        image = validate.fn(source)
-        step = "thumbnails"
-        thumbnails = make_thumbnails.fn(source, image, run_id)
-        step = "metadata"
-        metadata = extract_metadata.fn(source, image)
-        step = "labels"
-        labels = detect_labels.fn(source, image, thumbnails)
-        step = "store"
-        record.store_record.fn(source, run_id, metadata, thumbnails, labels)
-    except Superseded:
-        return Outcome(key=source.key, status="SUPERSEDED")
-    except Exception as exc:  # recorded on the item and in the outcome, never dropped
-        if is_transient(exc):
-            raise  # the batch task retries; images already done are skipped the next time
-        error_type, message = describe_error(exc)
-        record.mark_failed(
-            source.bucket,
-            source.key,
-            source.etag,
-            run_id,
-            error_type=error_type,
-            error_message=message,
-            failed_step=step,
-            validation_failed=isinstance(exc, ImageRejected),
-        )
-        return Outcome(key=source.key, status="FAILED", error_type=error_type, failed_step=step)
-    return Outcome(key=source.key, status="COMPLETED")
+    work = ImageWork(source=source, run_id=run_id, force=force)
+    for step in STEPS:
+        try:
+            work = step.task.fn(work)
+        except Superseded:
+            return Outcome(key=source.key, action=SUPERSEDED)
+        except Exception as exc:  # recorded on the item and in the outcome, never dropped
+            if is_transient(exc):
+                raise  # the batch task retries; images already done are skipped the next time
+            return _record_failure(work, step, exc)
+        if is_done(work):
+            return Outcome(key=source.key, action=COMPLETED if step is STEPS[-1] else ALREADY_DONE)
+    raise AssertionError("the last step stores the item")
+
+
+def _record_failure(work: ImageWork, step: Step, exc: Exception) -> Outcome:
+    error_type, message = describe_error(exc)
+    source = work.source
+    records.mark_failed(
+        source.bucket,
+        source.key,
+        source.etag,
+        work.run_id,
+        error_type=error_type,
+        error_message=message,
+        failed_step=step.name,
+        failure_fields=step.failure_fields(exc),
+    )
+    return Outcome(key=source.key, action=FAILED, error_type=error_type, failed_step=step.name)
 
 
 @task(name="process-batch", **TRANSIENT_RETRIES, cache_policy=NO_CACHE, persist_result=False)

@@ -1,153 +1,17 @@
-"""Rekognition labels for an image, from the original in S3 when Rekognition accepts it.
-
-Rekognition's DetectLabels takes a JPEG or PNG, either by S3 reference (at most 15 MB)
-or as bytes in the request (at most 5 MB), at least 80 and at most 10000 pixels a side
-(https://docs.aws.amazon.com/rekognition/latest/dg/limits.html). The original is sent by
-reference when it fits; otherwise the largest JPEG/PNG thumbnail that fits is sent as
-bytes; when neither fits, labelling is skipped with the reason.
-
-A permanent Rekognition error (a refused image, missing permission) is recorded in the
-result and does not fail the image. A transient one (throttling, 5xx, a lost
-connection) is raised, so that the task retries it.
-"""
+"""The labels step: Rekognition labels, or why there are none; never a hidden error."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-from botocore.exceptions import BotoCoreError, ClientError
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.aws import client, error_code, is_transient
-from tasks.models import DecodedImage, Labels, SourceObject, Thumbnail
-from tasks.retry import TRANSIENT_RETRIES
-from tasks.settings import get_settings
-
-# Pillow format names whose files Rekognition reads. MPO is how Pillow names a JPEG
-# that carries extra (multi-picture) frames, as many phone cameras write them.
-ACCEPTED_FORMATS = frozenset({"JPEG", "MPO", "PNG"})
-ACCEPTED_CONTENT_TYPES = frozenset({"image/jpeg", "image/png"})
-# "15 MB" is not defined more precisely; 15 000 000 bytes is within either reading.
-MAX_S3_OBJECT_BYTES = 15_000_000
-MAX_IMAGE_BYTES = 5_242_880  # the documented length limit of Image.Bytes
-MIN_SIDE = 80
-MAX_SIDE = 10_000
-
-OFF_REASON = (
-    "Label detection is off (IMAGE_PIPELINE_LABELS=off, or auto with a local emulator, "
-    "which has no Rekognition)."
-)
-
-
-def detect_labels_with(
-    rekognition: Any,
-    source: SourceObject,
-    image: DecodedImage,
-    thumbnails: list[Thumbnail],
-    *,
-    max_labels: int,
-    min_confidence: float,
-    fetch_thumbnail: Callable[[Thumbnail], bytes],
-) -> Labels:
-    """Label the image with `rekognition` (a boto3 client), from the best input it accepts."""
-    input_source: str | None = None
-    try:
-        problem = original_problem(source, image)
-        if problem is None:
-            input_source = "s3"
-            request_image: dict[str, Any] = {
-                "S3Object": {"Bucket": source.bucket, "Name": source.key}
-            }
-        else:
-            input_source = "thumbnail"
-            data, skipped = _thumbnail_bytes(thumbnails, fetch_thumbnail)
-            if data is None:
-                return Labels(
-                    status="SKIPPED",
-                    reason=f"Rekognition cannot take the original ({problem}) and no thumbnail "
-                    f"fits its limits ({'; '.join(skipped) or 'there are no thumbnails'}).",
-                )
-            request_image = {"Bytes": data}
-        response = rekognition.detect_labels(
-            Image=request_image, MaxLabels=max_labels, MinConfidence=min_confidence
-        )
-    except (ClientError, BotoCoreError) as exc:
-        if is_transient(exc):
-            raise
-        return Labels(status="FAILED", error=_describe(exc), source=input_source)
-    return Labels(
-        status="COMPLETED",
-        labels=[
-            {"Name": label["Name"], "Confidence": round(float(label["Confidence"]), 2)}
-            for label in response.get("Labels", [])
-        ],
-        source=input_source,
-    )
-
-
-def original_problem(source: SourceObject, image: DecodedImage) -> str | None:
-    """Why Rekognition would refuse the original by S3 reference, or None if it accepts it."""
-    if image.format not in ACCEPTED_FORMATS:
-        return f"{image.format} is not JPEG or PNG"
-    if source.size > MAX_S3_OBJECT_BYTES:
-        return f"{source.size} bytes is over the 15 MB limit for S3 objects"
-    return _side_problem(image.width, image.height)
-
-
-def _side_problem(width: int, height: int) -> str | None:
-    if min(width, height) < MIN_SIDE:
-        return f"{width}x{height} px is under the {MIN_SIDE} px minimum a side"
-    if max(width, height) > MAX_SIDE:
-        return f"{width}x{height} px is over the {MAX_SIDE} px maximum a side"
-    return None
-
-
-def _thumbnail_bytes(
-    thumbnails: list[Thumbnail], fetch: Callable[[Thumbnail], bytes]
-) -> tuple[bytes | None, list[str]]:
-    """The bytes of the largest thumbnail Rekognition accepts, and why others were passed over."""
-    skipped: list[str] = []
-    for thumb in sorted(thumbnails, key=lambda t: t.width * t.height, reverse=True):
-        name = f"{thumb.label} thumbnail"
-        if thumb.content_type not in ACCEPTED_CONTENT_TYPES:
-            skipped.append(f"{name}: {thumb.content_type} is not JPEG or PNG")
-            continue
-        problem = _side_problem(thumb.width, thumb.height)
-        if problem:
-            skipped.append(f"{name}: {problem}")
-            continue
-        data = fetch(thumb)
-        if len(data) > MAX_IMAGE_BYTES:
-            skipped.append(f"{name}: {len(data)} bytes is over the 5 MB limit for image bytes")
-            continue
-        return data, skipped
-    return None, skipped
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ClientError):
-        message = exc.response.get("Error", {}).get("Message") or str(exc)
-        return f"{error_code(exc)}: {message}"
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _fetch_thumbnail(thumb: Thumbnail) -> bytes:
-    return client("s3").get_object(Bucket=thumb.bucket, Key=thumb.key)["Body"].read()
+from image_pipeline import labels
+from image_pipeline.models import ImageWork
+from tasks.policies import TRANSIENT_RETRIES
 
 
 @task(name="labels", **TRANSIENT_RETRIES, cache_policy=NO_CACHE, persist_result=False)
-def detect_labels(source: SourceObject, image: DecodedImage, thumbnails: list[Thumbnail]) -> Labels:
-    settings = get_settings()
-    if not settings.labels_enabled:
-        return Labels(status="SKIPPED", reason=OFF_REASON)
-    return detect_labels_with(
-        client("rekognition"),
-        source,
-        image,
-        thumbnails,
-        max_labels=settings.rekognition_max_labels,
-        min_confidence=settings.rekognition_min_confidence,
-        fetch_thumbnail=_fetch_thumbnail,
-    )
+def detect_labels(work: ImageWork) -> ImageWork:
+    assert work.image is not None
+    found = labels.detect_labels(work.source, work.image, work.thumbnails)
+    return work.having(labels=found)

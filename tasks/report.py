@@ -1,4 +1,4 @@
-"""The run's artifact: the result at a glance in the Prefect UI."""
+"""The report step: the run's result at a glance, as a Markdown artifact in the Prefect UI."""
 
 from __future__ import annotations
 
@@ -8,44 +8,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from tasks.settings import get_settings
-
-
-def thumbnail_link(uri: str) -> str:
-    """An s3:// URI as a link a browser can follow (the emulator serves objects over HTTP)."""
-    endpoint = get_settings().aws_endpoint_url
-    bucket_and_key = uri.removeprefix("s3://")
-    if endpoint:
-        return f"{endpoint.rstrip('/')}/{bucket_and_key}"
-    bucket, _, key = bucket_and_key.partition("/")
-    return f"https://{bucket}.s3.amazonaws.com/{key}"
-
-
-def render(item: dict[str, Any]) -> str:
-    metadata = dict(item.get("extracted_metadata", {}))
-    labels = metadata.pop("rekognition_labels", [])
-    exif = metadata.pop("exif", {}) or {}
-    rows = [("Status", item["overall_processing_status"]), ("ETag", item.get("etag", ""))]
-    rows += [(name, value) for name, value in {**metadata, **exif}.items()]
-    lines = [f"# `{item['ImageKey']}`", "", "| field | value |", "|---|---|"]
-    lines += [f"| {name} | {_cell(value)} |" for name, value in rows]
-    lines += ["", "## Thumbnails", ""]
-    lines += [
-        f"- [{size}]({thumbnail_link(uri)}) `{uri}`"
-        for size, uri in item.get("thumbnails", {}).items()
-    ]
-    lines += ["", "## Labels", ""]
-    if labels:
-        lines += [f"- {label['Name']} ({label['Confidence']:.1f}%)" for label in labels]
-    elif item.get("rekognition_error"):
-        lines.append(f"Rekognition error: {_cell(item['rekognition_error'])}")
-    else:
-        lines.append(_cell(item.get("labels_skipped_reason") or "No labels."))
-    return "\n".join(lines) + "\n"
-
-
-def _cell(value: object) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
+from image_pipeline.report import render
 
 
 @task(name="report", cache_policy=NO_CACHE, persist_result=False)

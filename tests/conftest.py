@@ -9,8 +9,8 @@ import pytest
 
 from deployments.local import processes
 from deployments.provision import provision
-from tasks import aws, notify
-from tasks.settings import get_settings
+from image_pipeline import aws, notify
+from image_pipeline.settings import get_settings
 from tests.fakes.rekognition import FakeRekognition
 
 # Servers started by the tests talk to nothing but 127.0.0.1.

@@ -22,7 +22,7 @@ from typing import Any
 import pillow_heif
 from PIL import Image, ImageCms, ImageDraw
 
-from tasks.models import DecodedImage
+from image_pipeline.models import DecodedImage
 
 Size = tuple[int, int]
 

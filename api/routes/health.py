@@ -7,10 +7,10 @@ import logging
 from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import APIRouter, status
 
-from api.deps import DynamoDB, SettingsDep
+from api.deps import SettingsDep
 from api.errors import ApiError
 from api.models import UNAVAILABLE, Status
-from tasks.aws import error_code
+from image_pipeline.aws import client, error_code
 
 logger = logging.getLogger(__name__)
 
@@ -23,9 +23,9 @@ def healthz() -> Status:
 
 
 @router.get("/readyz", responses=UNAVAILABLE)
-def readyz(dynamodb: DynamoDB, settings: SettingsDep) -> Status:
+def readyz(settings: SettingsDep) -> Status:
     try:
-        dynamodb.describe_table(TableName=settings.table_name)
+        client("dynamodb").describe_table(TableName=settings.table_name)
     except (BotoCoreError, ClientError) as exc:
         logger.warning("Not ready: %s", error_code(exc) or type(exc).__name__)
         message = f"DynamoDB table {settings.table_name!r} is not reachable."

@@ -10,7 +10,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import APIRouter, Query, status
 from fastapi.responses import JSONResponse
 
-from api.deps import DynamoDB, SettingsDep, WebhookKey
+from api.deps import SettingsDep, WebhookKey
 from api.errors import ApiError
 from api.models import (
     BAD_REQUEST,
@@ -26,12 +26,13 @@ from api.models import (
 )
 from api.prefect_events import PrefectUnavailable
 from api.runs import RunInTheWay, start_process_image, ui_url
-from tasks.catalog import epoch_seconds, list_by_status
-from tasks.errors import Superseded
-from tasks.models import SourceObject
-from tasks.record import from_dynamo
-from tasks.settings import Settings
-from tasks.source import head_source
+from image_pipeline.catalog import epoch_seconds, list_by_status
+from image_pipeline.errors import Superseded
+from image_pipeline.keys import MAX_KEY_BYTES
+from image_pipeline.models import SourceObject
+from image_pipeline.records import read_item
+from image_pipeline.settings import Settings
+from image_pipeline.sources import head_source
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,6 @@ router = APIRouter(prefix="/images", tags=["images"])
 NOT_FOUND_MESSAGE = "Image details not found for the given image identifier."
 PREFECT_UNAVAILABLE = "Prefect is unavailable; try again later."
 S3_UNAVAILABLE = "The uploads bucket cannot be read right now; try again later."
-MAX_KEY_BYTES = 1024  # S3's limit: a longer key cannot name an image
 # Every route with parameters may answer 422; FastAPI would document its own body for it.
 RESPONSES = {**NOT_FOUND, **INVALID, **UNAVAILABLE}
 
@@ -56,8 +56,6 @@ Item = dict[str, Any]
     responses={**BAD_REQUEST, **INVALID, **UNAVAILABLE},
 )
 def list_images(
-    dynamodb: DynamoDB,
-    settings: SettingsDep,
     status: Annotated[ProcessingStatus, Query(description="The lifecycle status to list.")],
     limit: Annotated[int, Query(ge=1, le=1000, description="Items per page.")] = 50,
     cursor: Annotated[
@@ -86,8 +84,6 @@ def list_images(
             error_type=error_type,
             updated_after=epoch_seconds(updated_after),
             updated_before=epoch_seconds(updated_before),
-            dynamodb=dynamodb,
-            table_name=settings.table_name,
         )
     except ValueError as exc:  # a cursor that is not one of ours, or of another listing
         raise _bad_request(str(exc)) from exc
@@ -102,38 +98,30 @@ def _bad_request(message: str) -> ApiError:
 # Exactly as stored, never re-validated: existing clients of the original API get the same
 # bytes whatever the item holds. `response_model` only documents the known attributes.
 @router.get("/uploads/{filename}/status", response_model=ImageRecord, responses=RESPONSES)
-def get_upload_status(filename: str, dynamodb: DynamoDB, settings: SettingsDep) -> JSONResponse:
+def get_upload_status(filename: str) -> JSONResponse:
     """The original API's route: the item of `uploads/{filename}`, exactly as stored."""
-    return JSONResponse(read_image(dynamodb, settings.table_name, f"uploads/{filename}"))
+    return JSONResponse(read_image(f"uploads/{filename}"))
 
 
 # `{key:path}` takes slashes; the client percent-encodes the key and Starlette decodes the
 # path once. A key that itself ends in `/status` is asked for as `/images/{key}/status`.
 @router.get("/{key:path}/status", response_model_exclude_unset=True, responses=RESPONSES)
-def get_image_status(key: str, dynamodb: DynamoDB, settings: SettingsDep) -> ImageRecord:
+def get_image_status(key: str) -> ImageRecord:
     """The item of any S3 key."""
-    return ImageRecord.model_validate(read_image(dynamodb, settings.table_name, key))
+    return ImageRecord.model_validate(read_image(key))
 
 
 @router.get("/{key:path}", response_model_exclude_unset=True, responses=RESPONSES)
-def get_image(key: str, dynamodb: DynamoDB, settings: SettingsDep) -> ImageRecord:
+def get_image(key: str) -> ImageRecord:
     """The item of any S3 key."""
-    return ImageRecord.model_validate(read_image(dynamodb, settings.table_name, key))
+    return ImageRecord.model_validate(read_image(key))
 
 
-def read_image(dynamodb: Any, table: str, key: str) -> Item:
-    item = get_item(dynamodb, table, key)
+def read_image(key: str) -> Item:
+    item = read_item(key)
     if item is None:
         raise ApiError(status.HTTP_404_NOT_FOUND, NOT_FOUND_MESSAGE)
     return item
-
-
-def get_item(dynamodb: Any, table: str, key: str) -> Item | None:
-    # DynamoDB refuses empty and over-long keys with an error; no image can have them.
-    if not key or len(key.encode()) > MAX_KEY_BYTES:
-        return None
-    response = dynamodb.get_item(TableName=table, Key={"ImageKey": {"S": key}}, ConsistentRead=True)
-    return from_dynamo(response["Item"]) if "Item" in response else None
 
 
 # --- Reprocessing ----------------------------------------------------------------------------
@@ -152,7 +140,7 @@ def get_item(dynamodb: Any, table: str, key: str) -> Item | None:
     },
 )
 def reprocess_image(
-    _: WebhookKey, key: str, dynamodb: DynamoDB, settings: SettingsDep
+    _: WebhookKey, key: str, settings: SettingsDep
 ) -> ReprocessStarted | JSONResponse:
     """Start a process-image run for the object as it is now (needs the `x-api-key`).
 
@@ -160,7 +148,7 @@ def reprocess_image(
     stays. Refused with 409 while a process-image run for this key is scheduled, pending,
     running, paused or cancelling.
     """
-    source = current_object(dynamodb, settings, key)
+    source = current_object(settings, key)
     try:
         run = start_process_image(source)
     except RunInTheWay as exc:
@@ -174,9 +162,9 @@ def reprocess_image(
     )
 
 
-def current_object(dynamodb: Any, settings: Settings, key: str) -> SourceObject:
+def current_object(settings: Settings, key: str) -> SourceObject:
     """The object the image's record names (or the uploads bucket's), as it is now."""
-    item = get_item(dynamodb, settings.table_name, key)
+    item = read_item(key)
     if item is None and not key.startswith(settings.uploads_prefix):
         # No record and outside the prefix: the trigger would never have processed it.
         raise ApiError(status.HTTP_404_NOT_FOUND, NOT_FOUND_MESSAGE)

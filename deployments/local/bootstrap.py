@@ -13,7 +13,7 @@ from prefect_aws import AwsCredentials
 from prefect_aws.credentials import AwsClientParameters
 
 from deployments.provision import provision, provision_event_path
-from tasks.settings import get_settings
+from image_pipeline.settings import get_settings
 
 
 def main(webhook_url: str) -> None:

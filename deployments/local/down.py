@@ -7,7 +7,7 @@ import signal
 import sys
 
 from deployments.local import processes
-from tasks.settings import get_settings
+from image_pipeline.settings import get_settings
 
 
 def main() -> int:

@@ -19,7 +19,7 @@ import httpx
 
 from deployments.local import processes, stack
 from deployments.local.samples import samples
-from tasks.settings import get_settings
+from image_pipeline.settings import get_settings
 
 SAMPLE_PREFIX = "uploads/samples/"
 FINAL = ("COMPLETED", "FAILED")
@@ -63,7 +63,7 @@ def main() -> int:
 
 
 def upload_samples(local: stack.Stack) -> list[tuple[str, str, str, str]]:
-    from tasks.aws import client
+    from image_pipeline.aws import client
 
     bucket = get_settings().uploads_bucket
     keys = []

@@ -20,7 +20,7 @@ from prefect.settings import get_current_settings
 
 from api.main import app
 from deployments.local.processes import wait_until
-from tasks.settings import get_settings
+from image_pipeline.settings import get_settings
 
 
 @contextlib.contextmanager
@@ -101,10 +101,6 @@ def eventbridge_event(
 
 def headers(api_key: str) -> dict[str, str]:
     return {"x-api-key": api_key, "User-Agent": "Amazon/EventBridge/ApiDestinations"}
-
-
-def unique_key(name: str) -> str:
-    return f"uploads/{uuid.uuid4().hex[:8]}/{name}"
 
 
 def prefect_events(ids: list[str]) -> list[dict[str, Any]]:

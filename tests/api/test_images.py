@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from deployments.local.processes import free_port
-from tasks.aws import client
-from tasks.record import to_dynamo
-from tasks.settings import get_settings
+from image_pipeline.aws import client
+from image_pipeline.records import to_dynamo
+from image_pipeline.settings import get_settings
 
 NOT_FOUND = {"message": "Image details not found for the given image identifier."}
 

@@ -26,8 +26,8 @@ from prefect.states import Cancelled, Completed
 
 from deployments.local.processes import free_port
 from flows.process_image import process_image
-from tasks.aws import client
-from tasks.settings import get_settings
+from image_pipeline.aws import client
+from image_pipeline.settings import get_settings
 from tests.api.conftest import FakePrefect, serve
 from tests.api.test_images import put_item
 

@@ -14,16 +14,16 @@ from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL, temporary_setting
 
 from api.events import event_id
 from deployments.local.processes import free_port
-from tasks.settings import get_settings
+from image_pipeline.settings import get_settings
 from tests.api.conftest import (
     FakePrefect,
     eventbridge_event,
     headers,
     prefect_events,
     serve,
-    unique_key,
     wait_for_prefect_events,
 )
+from tests.support import unique_key
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 

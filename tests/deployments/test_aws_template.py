@@ -43,8 +43,8 @@ from deployments.provision import (
     remove_event_path,
     resolve,
 )
-from tasks.aws import client
-from tasks.settings import get_settings
+from image_pipeline.aws import client
+from image_pipeline.settings import get_settings
 
 API_KEY = "test-webhook-key-0123456789"
 TIMEOUT = 30.0

@@ -5,7 +5,6 @@ Starting it takes the better part of a minute, so all the tests of this folder s
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,8 +17,9 @@ import pytest
 
 from deployments.local import stack
 from deployments.local.processes import wait_until
-from tasks.settings import Settings
+from image_pipeline.settings import Settings
 from tests.fakes.rekognition import FakeRekognition
+from tests.support import Notices
 
 SETTINGS = Settings()
 
@@ -58,26 +58,14 @@ def local(services: stack.Running) -> stack.Stack:
 
 
 @pytest.fixture(scope="module")
-def notices(local: stack.Stack) -> Callable[[], list[dict[str, Any]]]:
+def notices(local: stack.Stack) -> Iterator[Callable[[], list[dict[str, Any]]]]:
     """Every SNS notice since the module started, from an SQS queue subscribed to the topic."""
-    sqs, sns = aws(local, "sqs"), aws(local, "sns")
-    url = sqs.create_queue(QueueName=f"e2e-notices-{uuid.uuid4().hex[:8]}")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    topic = sns.create_topic(Name=SETTINGS.topic_name)["TopicArn"]
-    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn)
-    received: list[dict[str, Any]] = []
-
-    def drain() -> list[dict[str, Any]]:
-        for message in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get(
-            "Messages", []
-        ):
-            received.append(json.loads(message["Body"]))
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-        return received
-
-    return drain
+    sns = aws(local, "sns")
+    queue = Notices(aws(local, "sqs"), sns, sns.create_topic(Name=SETTINGS.topic_name)["TopicArn"])
+    try:
+        yield lambda: (queue.drain(), queue.received)[1]
+    finally:
+        queue.close()
 
 
 def notices_for(notices: Callable[[], list[dict[str, Any]]], key: str) -> list[dict[str, Any]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -19,6 +18,7 @@ import httpx
 from deployments.local import stack
 from deployments.local.processes import wait_until
 from deployments.local.samples import samples
+from tests import support
 from tests.api.conftest import eventbridge_event
 from tests.e2e.conftest import (
     SETTINGS,
@@ -37,7 +37,7 @@ PHOTO = samples()["photo.jpg"]
 
 
 def unique_key(name: str) -> str:
-    return f"uploads/outage-{uuid.uuid4().hex[:8]}/{name}"
+    return support.unique_key(name, "outage-")
 
 
 def flow_run_processes(flow_run_id: str) -> list[int]:

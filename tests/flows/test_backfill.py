@@ -8,7 +8,7 @@ import pytest
 
 from deployments.local.samples import samples
 from flows.backfill import backfill
-from tasks.record import read_item
+from image_pipeline.records import read_item
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 

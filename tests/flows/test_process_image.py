@@ -11,10 +11,11 @@ import pytest
 from PIL import Image
 
 from deployments.local.samples import samples
-from tasks.aws import client
-from tasks.record import read_item
-from tasks.settings import get_settings
+from image_pipeline.aws import client
+from image_pipeline.records import read_item
+from image_pipeline.settings import get_settings
 from tests.flows.runner import run_process_image
+from tests.support import unique_key
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 
@@ -29,10 +30,6 @@ GOOD = [
     "phone.heic",
 ]
 BAD = {"not-an-image.jpg": "NotAnImage", "truncated.jpg": "CorruptImage"}
-
-
-def unique_key(name: str) -> str:
-    return f"uploads/{uuid.uuid4().hex[:8]}/{name}"
 
 
 def run(key: str, data: bytes, upload: Callable[[str, bytes], str]) -> tuple[Any, dict]:

@@ -18,11 +18,13 @@ from prefect.states import Cancelled, Completed, Crashed, Failed, Running, Sched
 
 import flows.reconcile
 from flows.process_image import process_image
-from flows.reconcile import judge_runs, reconcile_stuck_images
-from tasks.aws import client
-from tasks.models import SourceObject
-from tasks.record import mark_processing, read_item, to_dynamo
-from tasks.settings import get_settings
+from flows.reconcile import reconcile_stuck_images
+from image_pipeline.aws import client
+from image_pipeline.models import SourceObject
+from image_pipeline.outcomes import Summary
+from image_pipeline.records import mark_processing, read_item, to_dynamo
+from image_pipeline.settings import get_settings
+from tasks.reconcile import judge_runs
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "aws_stack")
 
@@ -64,7 +66,7 @@ def stuck(key: str, flow_run_id: str, minutes_ago: float = 20) -> int:
     return updated_at
 
 
-def by_key(summary: flows.reconcile.ReconcileSummary) -> dict[str, tuple[str, str | None]]:
+def by_key(summary: Summary) -> dict[str, tuple[str, str | None]]:
     return {o.key: (o.action, o.error_type) for o in summary.outcomes}
 
 

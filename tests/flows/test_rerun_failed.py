@@ -27,9 +27,9 @@ from prefect.states import Cancelled
 from deployments.local.samples import samples
 from flows.process_image import process_image
 from flows.rerun_failed import rerun_failed_images
-from tasks.aws import client
-from tasks.record import read_item, to_dynamo
-from tasks.settings import get_settings
+from image_pipeline.aws import client
+from image_pipeline.records import read_item, to_dynamo
+from image_pipeline.settings import get_settings
 from tests.flows.runner import run_process_image
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "aws_stack")
@@ -102,7 +102,9 @@ def test_dry_run_lists_failed_images_newest_first_and_starts_nothing(
     assert summary.dry_run and summary.found == 3 and not summary.more_match
     assert summary.would_start == failed
     assert summary.started == [] and summary.skipped_running == []
-    assert {o.image.bucket for o in summary.outcomes} == {"bucket-of-" + prefix.split("/")[1]}
+    assert {(o.error_type, o.failed_step) for o in summary.outcomes} == {
+        ("CorruptImage", "validate")
+    }
     assert all(runs == [] for runs in runs_for(deployment, failed).values())
     with get_client(sync_client=True) as prefect:
         [artifact] = prefect.read_artifacts(
@@ -187,7 +189,7 @@ def test_a_failure_is_rerun_once_even_when_that_run_was_cancelled(
     summary = rerun_failed_images(key_prefix=prefix)
 
     assert summary.skipped_rerun_before == [failed[0]]
-    [outcome] = [o for o in summary.outcomes if o.image.key == failed[0]]
+    [outcome] = [o for o in summary.outcomes if o.key == failed[0]]
     assert outcome.flow_run and outcome.flow_run.state == "Cancelled"
     assert summary.skipped_running == failed[1:]
     assert len(runs_for(deployment, [failed[0]])[failed[0]]) == 1

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
-import json
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -17,15 +16,18 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import TaskRun
 
 import flows.process_image
-from tasks import notify
-from tasks.aws import client
-from tasks.record import read_item
-from tasks.settings import get_settings
+from image_pipeline import notify
+from image_pipeline.aws import client
+from image_pipeline.records import read_item
+from image_pipeline.settings import get_settings
+from tasks.pipeline import STEPS
+from tests import support
 from tests.flows.runner import run_process_image
+from tests.support import Notices
 
 
 def unique_key(name: str) -> str:
-    return f"uploads/rel-{uuid.uuid4().hex[:8]}/{name}"
+    return support.unique_key(name, "rel-")
 
 
 def put_upload(key: str, data: bytes) -> str:
@@ -78,67 +80,13 @@ def wait_until(condition: Callable[[], Any], *, timeout: float, what: str) -> An
     return result
 
 
-class Notices:
-    """An SQS queue subscribed to the topic: the notices published while the test runs."""
-
-    def __init__(self, topic_arn: str) -> None:
-        self.sqs = client("sqs")
-        name = f"rel-notices-{uuid.uuid4().hex[:8]}"
-        self.queue_url = self.sqs.create_queue(QueueName=name)["QueueUrl"]
-        arn = self.sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])
-        self.subscription = client("sns").subscribe(
-            TopicArn=topic_arn, Protocol="sqs", Endpoint=arn["Attributes"]["QueueArn"]
-        )["SubscriptionArn"]
-        self.received: list[dict[str, Any]] = []
-
-    def _receive(self, wait: int) -> int:
-        batch = self.sqs.receive_message(
-            QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait
-        ).get("Messages", [])
-        for message in batch:
-            self.received.append(json.loads(message["Body"]))
-            self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
-        return len(batch)
-
-    def about(self, key: str) -> list[dict[str, Any]]:
-        return [n for n in self.received if n["MessageAttributes"]["imageId"]["Value"] == key]
-
-    def wait_for(
-        self, key: str, count: int = 1, *, timeout: float = 10, settle: bool = True
-    ) -> list[dict[str, Any]]:
-        """The notices about `key` (its imageId) once `count` arrived; with `settle`, after
-        one more second in which nothing arrived, so that a duplicate would show."""
-        deadline = time.monotonic() + timeout
-        while len(self.about(key)) < count and time.monotonic() < deadline:
-            self._receive(wait=1)
-        while settle and self._receive(wait=1):
-            pass
-        return self.about(key)
-
-    def close(self) -> None:
-        client("sns").unsubscribe(SubscriptionArn=self.subscription)
-        self.sqs.delete_queue(QueueUrl=self.queue_url)
-
-
 @pytest.fixture
 def notices(aws_stack: str) -> Iterator[Notices]:
-    queue = Notices(aws_stack)
+    queue = Notices(client("sqs"), client("sns"), aws_stack)
     try:
         yield queue
     finally:
         queue.close()
-
-
-# Every task process-image calls, by the name the flow module uses for it.
-FLOW_TASKS = (
-    "describe_source",
-    "claim_record",
-    "validate",
-    "make_thumbnails",
-    "extract_metadata",
-    "detect_labels",
-    "store_record",
-)
 
 
 @pytest.fixture
@@ -147,7 +95,13 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     outlast every retry: the flow's tasks retry at once, notices publish again at once, and
     botocore's own attempts follow each other without backoff."""
     monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0)
-    for name in FLOW_TASKS:
-        task = getattr(flows.process_image, name)
-        monkeypatch.setattr(flows.process_image, name, task.with_options(retry_delay_seconds=0))
+    steps = tuple(
+        dataclasses.replace(step, task=step.task.with_options(retry_delay_seconds=0))
+        for step in STEPS
+    )
+    monkeypatch.setattr(flows.process_image, "STEPS", steps)
+    source = flows.process_image.describe_source
+    monkeypatch.setattr(
+        flows.process_image, "describe_source", source.with_options(retry_delay_seconds=0)
+    )
     monkeypatch.setattr(notify, "PUBLISH_RETRY_DELAYS", (0.0, 0.0, 0.0))

@@ -5,7 +5,7 @@
     assert fault.failed == 4
 
 The answer goes through botocore's own error handling and retries, exactly as a real
-`503 ServiceUnavailable` does (the same mechanism as `tasks.aws.inject_faults`, with a
+`503 ServiceUnavailable` does (the same mechanism as `image_pipeline.aws.inject_faults`, with a
 body in the service's protocol so the error code is the real one, not "503").
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 
-from tasks.aws import client
+from image_pipeline.aws import client
 
 FOREVER = 10**9
 

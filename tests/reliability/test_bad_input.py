@@ -24,8 +24,8 @@ import pytest
 from botocore.exceptions import ClientError
 from prefect.client.orchestration import get_client
 
-from tasks.aws import client
-from tasks.notify import sns_text
+from image_pipeline.aws import client
+from image_pipeline.notify import sns_text
 from tests import images
 from tests.reliability.conftest import Notices, run, thumbnail_objects, unique_key
 from tests.reliability.faults import sns_refuses_invalid_characters

@@ -18,15 +18,17 @@ from prefect.states import Completed
 
 from flows.hooks import _record_and_notify, notify_success
 from flows.process_image import process_image
-from tasks.aws import client
-from tasks.errors import Superseded
+from image_pipeline.aws import client
+from image_pipeline.errors import Superseded
+from image_pipeline.imaging.render import fit_within
+from image_pipeline.models import ImageWork, SourceObject
+from image_pipeline.records import read_item
+from image_pipeline.settings import get_settings
+from image_pipeline.sources import head_source
 from tasks.labels import detect_labels
 from tasks.metadata import extract_metadata
-from tasks.models import SourceObject
-from tasks.record import claim_record, read_item, store_record
-from tasks.settings import get_settings
-from tasks.source import head_source
-from tasks.thumbnails import fit_within, make_thumbnails
+from tasks.record import claim_record, store_record
+from tasks.thumbnails import make_thumbnails
 from tasks.validate import validate
 from tests import images
 from tests.flows.runner import run_process_image
@@ -139,21 +141,23 @@ class Run:
     """One process-image run, step by step, with the plain task functions."""
 
     def __init__(self, key: str, etag: str) -> None:
-        self.id = str(uuid.uuid4())
-        self.source: SourceObject = head_source(get_settings().uploads_bucket, key, etag)
+        source: SourceObject = head_source(get_settings().uploads_bucket, key, etag)
+        self.work = ImageWork(source=source, run_id=str(uuid.uuid4()))
 
     def claim_and_validate(self) -> Run:
-        assert claim_record.fn(self.source, self.id) is None
-        self.image = validate.fn(self.source)
+        self.work = claim_record.fn(self.work)
+        assert self.work.item is None
+        self.work = validate.fn(self.work)
         return self
 
-    def thumbnails(self) -> list[Any]:
-        return make_thumbnails.fn(self.source, self.image, self.id)
+    def thumbnails(self) -> ImageWork:
+        return make_thumbnails.fn(self.work)
 
-    def store(self, thumbnails: list[Any]) -> dict[str, Any]:
-        metadata = extract_metadata.fn(self.source, self.image)
-        labels = detect_labels.fn(self.source, self.image, thumbnails)
-        return store_record.fn(self.source, self.id, metadata, thumbnails, labels)
+    def store(self, with_thumbnails: ImageWork) -> dict[str, Any]:
+        work = detect_labels.fn(extract_metadata.fn(with_thumbnails))
+        item = store_record.fn(work).item
+        assert item is not None
+        return item
 
     def finish(self) -> dict[str, Any]:
         return self.store(self.thumbnails())
@@ -168,10 +172,10 @@ def test_older_upload_finishing_last_changes_nothing(notices: Notices) -> None:
     with pytest.raises(Superseded):
         older.thumbnails()  # it no longer holds the claim: nothing is uploaded
     with pytest.raises(Superseded):
-        older.store([])
+        older.store(older.work)
 
     assert read_item(key) == newer_item
-    assert newer_item["etag"] == newer.source.etag
+    assert newer_item["etag"] == newer.work.source.etag
     assert newer_item["extracted_metadata"]["format"] == "PNG"
     assert_thumbnails_show(key, (300, 600), BLUE)
 
@@ -236,4 +240,6 @@ def test_a_failed_duplicate_neither_clobbers_the_live_run_nor_announces(
 
 def flow_run_of(run: Run, key: str, etag: str) -> FlowRun:
     parameters = {"bucket": get_settings().uploads_bucket, "key": key, "etag": etag}
-    return FlowRun(id=uuid.UUID(run.id), name=key, flow_id=uuid.uuid4(), parameters=parameters)
+    return FlowRun(
+        id=uuid.UUID(run.work.run_id), name=key, flow_id=uuid.uuid4(), parameters=parameters
+    )

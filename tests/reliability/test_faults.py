@@ -17,7 +17,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
 from flows.reconcile import reconcile_stuck_images
-from tasks.record import read_item
+from image_pipeline.records import read_item
 from tests import images
 from tests.reliability.conftest import (
     Notices,

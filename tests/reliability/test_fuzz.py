@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from image_pipeline.records import read_item
+from image_pipeline.settings import get_settings
+from image_pipeline.sources import head_source
 from tasks.batch import process_one
-from tasks.record import read_item
-from tasks.settings import get_settings
-from tasks.source import head_source
 from tests import images
 from tests.reliability.conftest import put_upload, run, thumbnail_objects, unique_key
 
@@ -122,8 +122,8 @@ def test_mutated_images_complete_or_fail_cleanly(fmt: str, mutation) -> None:
 
     outcome = process_one(source, f"fuzz-{uuid.uuid4()}")
 
-    assert outcome.status in ("COMPLETED", "FAILED"), outcome
-    assert_clean_outcome(key, outcome.status, outcome.error_type)
+    assert outcome.action in ("COMPLETED", "FAILED"), outcome
+    assert_clean_outcome(key, outcome.action, outcome.error_type)
 
 
 def fixed_mutation(fmt: str, seed: int) -> bytes:

@@ -23,7 +23,7 @@ from prefect.client.schemas.filters import (
     LogFilterFlowRunId,
 )
 
-from tasks.aws import client
+from image_pipeline.aws import client
 from tests import images
 from tests.reliability.conftest import Notices, run, unique_key, wait_until
 

@@ -1,97 +1,15 @@
-"""describe(): the original pipeline's metadata fields, plus animation and EXIF."""
+"""The metadata step adds the original's Pillow properties to the work."""
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
-
-from prefect.cache_policies import NO_CACHE
-
-from tasks.metadata import describe, extract_metadata
-from tasks.models import DecodedImage, SourceObject
-from tasks.validate import decode
+from tasks.metadata import extract_metadata
+from tasks.validate import validate
 from tests import images
+from tests.tasks.conftest import MakeWork
 
 
-def source(key: str, size: int) -> SourceObject:
-    return SourceObject(
-        bucket="uploads",
-        key=key,
-        etag="e",
-        size=size,
-        last_modified=datetime(2024, 5, 1, tzinfo=UTC),
-    )
-
-
-def decoded(data: bytes) -> DecodedImage:
-    return decode(data, max_file_bytes=10**8, max_pixels=10**8, largest_box=(640, 480))
-
-
-def test_a_phone_photo() -> None:
-    data = images.jpeg(
-        (1600, 1200),
-        exif_orientation=6,
-        gps=(-33.5, 151.25),
-        make="Apple",
-        date_taken="2024:05:01 12:34:56",
-    )
-
-    metadata = describe(source("uploads/2024/trip photo+1.jpg", len(data)), decoded(data))
-
-    assert metadata == {
-        "filename": "trip photo+1.jpg",
-        "filesize_bytes": len(data),
-        "format": "JPEG",
-        "width_pixels": 1600,  # as stored, before orientation
-        "height_pixels": 1200,
-        "mode": "RGB",
-        "is_animated": False,
-        "frame_count": 1,
-        "exif": {
-            "camera_make": "Apple",
-            "date_taken": "2024-05-01T12:34:56",
-            "orientation": 6,
-            "gps_latitude": -33.5,
-            "gps_longitude": 151.25,
-        },
-    }
-    assert json.loads(json.dumps(metadata)) == metadata  # plain JSON values only
-
-
-def test_an_animated_gif() -> None:
-    data = images.gif((64, 48), frames=3)
-
-    metadata = describe(source("uploads/loop.gif", len(data)), decoded(data))
-
-    assert metadata["format"] == "GIF"
-    assert metadata["mode"] == "P"
-    assert metadata["is_animated"] is True
-    assert metadata["frame_count"] == 3
-    assert "exif" not in metadata  # none in the file: no empty map in the item
-
-
-def test_heic_and_a_key_without_folders() -> None:
-    data = images.heic((64, 48))
-
-    metadata = describe(source("x.heic", len(data)), decoded(data))
-
-    assert metadata["filename"] == "x.heic"
-    assert metadata["format"] == "HEIF"
-    assert (metadata["width_pixels"], metadata["height_pixels"]) == (64, 48)
-
-
-def test_the_size_is_the_objects_size() -> None:
-    image = decoded(images.png())
-
-    assert describe(source("uploads/a.png", 123456), image)["filesize_bytes"] == 123456
-
-
-def test_metadata_task() -> None:
-    data = images.png()
-    upload = source("uploads/a.png", len(data))
-
-    assert extract_metadata.fn(upload, decoded(data)) == describe(upload, decoded(data))
-    assert extract_metadata.name == "metadata"
-    assert extract_metadata.retries == 0
-    assert extract_metadata.cache_policy is NO_CACHE
-    assert extract_metadata.persist_result is False
+def test_metadata_describes_the_file_as_stored(work_for: MakeWork) -> None:
+    work = extract_metadata.fn(validate.fn(work_for(images.png((64, 48)), "a.png")))
+    assert work.metadata is not None
+    assert (work.metadata["format"], work.metadata["width_pixels"]) == ("PNG", 64)
+    assert work.metadata["filename"] == "a.png"

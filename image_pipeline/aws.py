@@ -24,7 +24,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionError, HTTPClientError, ReadTimeoutError
 from pydantic import BaseModel, SecretStr
 
-from tasks.settings import get_settings
+from image_pipeline.settings import get_settings
 
 # botocore retries quickly inside one call; Prefect's task retries handle longer outages.
 BOTOCORE_CONFIG: dict[str, Any] = {
@@ -54,6 +54,10 @@ TRANSIENT_ERROR_CODES = frozenset(
         "TransactionInProgressException",
     }
 )
+
+
+# What S3 answers when the object (or the version asked for) is not there.
+GONE = frozenset({"NoSuchKey", "404", "NotFound"})
 
 
 class ClientParameters(BaseModel):

@@ -8,8 +8,8 @@ import time
 from functools import lru_cache
 from typing import Any
 
-from tasks.aws import client, is_transient
-from tasks.settings import get_settings
+from image_pipeline.aws import client, is_transient
+from image_pipeline.settings import get_settings
 
 logger = logging.getLogger("image_pipeline.notify")
 

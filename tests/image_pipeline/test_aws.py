@@ -14,7 +14,7 @@ import pytest
 from prefect_aws import AwsCredentials
 from prefect_aws.credentials import AwsClientParameters
 
-from tasks.aws import BOTOCORE_CONFIG, client
+from image_pipeline.aws import BOTOCORE_CONFIG, client
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
 

@@ -1,6 +1,6 @@
 """Benchmark 1, image work: validate + thumbnails + metadata of one image, three ways.
 
-    python -m tests.benchmarks.bench_image_work [--runs 7] [--warmup 1] [--output BENCHMARKS.md]
+    python -m benchmarks.bench_image_work [--runs 7] [--warmup 1] [--output BENCHMARKS.md]
 
 - ours: what the pipeline does with the bytes it downloaded once: `decode` (a JPEG decoded at
   the reduced DCT scale that still covers the largest configured box, EXIF orientation
@@ -22,7 +22,7 @@ processes disturbed are measured again (see `common.quiet_rounds`), and ratios a
 round by round. Peak memory is the peak RSS (VmHWM) above the RSS just before the call, one
 fresh child process per method and image: Pillow's pixel memory is invisible to tracemalloc.
 
-    python -m tests.benchmarks.bench_image_work --profile jpeg-12mp   # where ours spends time
+    python -m benchmarks.bench_image_work --profile jpeg-12mp   # where ours spends time
 """
 
 from __future__ import annotations
@@ -45,15 +45,15 @@ from typing import Any
 
 from PIL import Image, ImageCms, ImageDraw, features
 
-from tasks.metadata import describe
-from tasks.models import DecodedImage, SourceObject
-from tasks.settings import Settings, get_settings
-from tasks.thumbnails import fit_within, render_thumbnails
-from tasks.validate import decode
-from tests.benchmarks import common
+from benchmarks import common
+from image_pipeline.imaging.decode import decode
+from image_pipeline.imaging.render import fit_within, render_thumbnails
+from image_pipeline.metadata import describe
+from image_pipeline.models import DecodedImage, SourceObject
+from image_pipeline.settings import Settings, get_settings
 
 SECTION = "image-work"
-MODULE = "tests.benchmarks.bench_image_work"
+MODULE = "benchmarks.bench_image_work"
 Size = tuple[int, int]
 
 # The issue's targets, checked on the 12 MP JPEG.

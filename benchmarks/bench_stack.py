@@ -1,6 +1,6 @@
 """Benchmarks 2-4 on the real local stack: latency, burst and backfill.
 
-    python -m tests.benchmarks.bench_stack [--latency 20] [--burst 200] [--backfill 1000]
+    python -m benchmarks.bench_stack [--latency 20] [--burst 200] [--backfill 1000]
 
 Starts MiniStack, a Prefect server, the worker and the API on free ports (as the
 end-to-end tests do), uploads with boto3 exactly as a user would, and writes its
@@ -32,9 +32,9 @@ import boto3
 import httpx
 from PIL import Image, ImageDraw, ImageFilter
 
+from benchmarks import common
 from deployments.local import processes, stack
-from tasks.settings import Settings
-from tests.benchmarks import common
+from image_pipeline.settings import Settings
 
 SETTINGS = Settings()
 NOOP_FILE = Path(__file__).with_name("prefect-noop.yaml")
@@ -444,10 +444,10 @@ def backfill(bench: Bench, count: int, compute_limit: float) -> str:
 
 def compute_limit() -> float:
     """Images per second two cores could do: 2 / our in-memory time per 2 MP JPEG."""
-    from tasks.metadata import describe
-    from tasks.models import SourceObject
-    from tasks.thumbnails import render_thumbnails
-    from tasks.validate import decode
+    from image_pipeline.imaging.decode import decode
+    from image_pipeline.imaging.render import render_thumbnails
+    from image_pipeline.metadata import describe
+    from image_pipeline.models import SourceObject
 
     data = photo()
     boxes = SETTINGS.thumbnail_sizes

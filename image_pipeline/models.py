@@ -1,8 +1,8 @@
-"""Shapes of the data that crosses task boundaries."""
+"""Shapes of the data that crosses between the steps and the faces."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -98,3 +98,24 @@ class Labels(BaseModel):
     source: str | None = None  # "s3" or "thumbnail"
     error: str | None = None  # the Rekognition error, recorded, never swallowed
     reason: str | None = None  # why labelling was skipped
+
+
+@dataclass(frozen=True)
+class ImageWork:
+    """One image on its way through the steps: what each step has produced so far.
+
+    Each step takes it and returns a copy with its own product added (`having`). `item` is
+    the final record: set by the last step, or by the claim when this version is already done.
+    """
+
+    source: SourceObject
+    run_id: str
+    force: bool = False  # redo a version already COMPLETED (a backfill after a size change)
+    image: DecodedImage | None = None
+    thumbnails: tuple[Thumbnail, ...] = ()
+    metadata: dict[str, Any] | None = None
+    labels: Labels | None = None
+    item: dict[str, Any] | None = None
+
+    def having(self, **products: Any) -> ImageWork:
+        return replace(self, **products)

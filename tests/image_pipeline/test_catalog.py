@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from deployments import provision
-from tasks import catalog
-from tasks.aws import client
-from tasks.catalog import decode_cursor, encode_cursor, find_images, list_by_status
-from tasks.record import to_dynamo
-from tasks.settings import get_settings
+from image_pipeline import catalog
+from image_pipeline.aws import client
+from image_pipeline.catalog import decode_cursor, encode_cursor, find_images, list_by_status
+from image_pipeline.records import to_dynamo
+from image_pipeline.settings import get_settings
 
 NOW = 1_700_000_000
 
@@ -177,9 +177,9 @@ def test_find_images_pages_through_everything(
     status: str, seven: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(catalog, "_FIND_PAGE", 3)
-    everything = find_images.fn(status, limit=100)
+    everything = find_images(status, limit=100)
     assert keys(everything) == seven and everything.next_cursor is None
-    some = find_images.fn(status, limit=5)
+    some = find_images(status, limit=5)
     assert keys(some) == seven[:5]
     assert keys(list_by_status(status, limit=10, cursor=some.next_cursor)) == seven[5:]
 

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-Size = tuple[int, int]
+from image_pipeline.models import Size
 
 MB = 1024 * 1024
 

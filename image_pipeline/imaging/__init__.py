@@ -1,0 +1,1 @@
+"""Pillow work with no I/O: decode (identify, limit, decode once), EXIF, render thumbnails."""

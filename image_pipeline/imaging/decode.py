@@ -1,0 +1,308 @@
+"""Decoding: identify the bytes by content, check the limits on the header, decode once.
+
+`decode` is pure: bytes in, `DecodedImage` or `ImageRejected` out.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import struct
+import zlib
+
+import pillow_heif
+from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError, features
+
+from image_pipeline.errors import ImageRejected
+from image_pipeline.imaging import exif
+from image_pipeline.imaging.render import fit_within
+from image_pipeline.models import DecodedImage, Size
+
+logger = logging.getLogger(__name__)
+
+# HEIC/HEIF come from pillow-heif. AVIF comes from Pillow itself (its wheels bundle libavif
+# since 11.2); pillow-heif 1.x has no AVIF opener any more, so there is no fallback to register.
+pillow_heif.register_heif_opener()
+
+# Pillow's own bomb limit is process-wide and fires inside Image.open, before we can see the
+# size: a warning from 89 MP, an error from 179 MP, whatever `max_pixels` says. `decode` makes
+# the same check on the header, at the same moment (before any pixel is decoded), against the
+# configured limit and with a message users understand, so Pillow's is switched off rather
+# than raced with. `decode` still converts Pillow's error should anything re-enable it.
+Image.MAX_IMAGE_PIXELS = None
+
+# Pillow names of the accepted formats; the allow-list is also passed to Image.open so no other
+# parser ever sees the bytes. JPEG's opener returns "MPO" for multi-picture (phone) JPEGs.
+# A Pillow built without libavif would refuse AVIF as UnsupportedFormat rather than crash.
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP", "HEIF") + (
+    ("AVIF",) if features.check("avif") else ()
+)
+JPEG_FORMATS = ("JPEG", "MPO")
+
+# What Pillow and its plugins raise for bad data while parsing or decoding; libavif's failures
+# ("Failed to decode image: ...") arrive as RuntimeError. Anything else (MemoryError, a bug of
+# ours) is not the image's fault and must surface as it is.
+DECODE_ERRORS = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    struct.error,
+    zlib.error,
+    IndexError,
+    RuntimeError,
+)
+# EXIF orientation → the transpose that makes the image upright (as ImageOps.exif_transpose).
+TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+SWAPS_AXES = frozenset({5, 6, 7, 8})
+
+SRGB = ImageCms.createProfile("sRGB")
+
+
+def decode(data: bytes, *, max_file_bytes: int, max_pixels: int, largest_box: Size) -> DecodedImage:
+    """Identify `data` by content, check the limits on the header, decode the first frame.
+
+    Raises `ImageRejected` for anything wrong with the bytes; nothing else for bad input.
+    `largest_box` bounds every thumbnail: JPEGs are decoded at a reduced scale that still
+    covers it after orientation.
+    """
+    check_file_size(len(data), max_file_bytes)
+    with _open(data) as im:
+        _check_pixels(im.size, max_pixels)
+        stored = (im.format or "", im.width, im.height, im.mode)
+        if im.format in JPEG_FORMATS:  # a JPEG's EXIF is read with its header, before load
+            _draft(im, exif.orientation(im), largest_box)
+        _load(im)
+        # Other formats' EXIF only after load: PNG keeps eXIf after the pixel data and would
+        # load (and raise for truncation) inside getexif, where it would pass as bad EXIF.
+        orientation = exif.orientation(im)
+        exif_data = exif.read_exif(im)
+        pixels = _upright(_to_output_mode(im), orientation)
+        frame_count = _frame_count(im)
+    pixels.info = {}  # metadata stays here, in `exif_data`; nothing rides along into thumbnails
+    fmt, width, height, mode = stored
+    return DecodedImage(fmt, width, height, mode, frame_count, pixels, exif_data)
+
+
+# --- identification and limits -----------------------------------------------------------
+
+
+def check_file_size(size: int, max_file_bytes: int) -> None:
+    if size == 0:
+        raise ImageRejected("EmptyFile", "The file is 0 bytes long.")
+    if size > max_file_bytes:
+        raise ImageRejected(
+            "FileTooLarge",
+            f"The file is {_mb(size)} ({size} bytes), over the limit of {_mb(max_file_bytes)}.",
+        )
+
+
+def _mb(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
+def _open(data: bytes) -> ImageFile.ImageFile:
+    """Open with the accepted formats only; this reads the header, not the pixels."""
+    try:
+        return Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+    except Image.DecompressionBombError as exc:
+        raise ImageRejected(
+            "TooManyPixels", "The image has too many pixels to be processed safely."
+        ) from exc
+    except UnidentifiedImageError:
+        raise _unaccepted(data) from None
+    except DECODE_ERRORS as exc:
+        # An accepted format recognised its signature but could not read the header.
+        raise _corrupt(exc) from exc
+
+
+def _unaccepted(data: bytes) -> ImageRejected:
+    """Why the accepted formats refused the bytes: a broken header, another format, or no image.
+
+    Pillow turns a header its plugin cannot parse into "unidentified"; the plugins' own
+    signature checks tell a damaged JPEG from a text file.
+    """
+    for fmt in ACCEPTED_FORMATS:
+        _factory, accept = Image.OPEN[fmt]  # registered: Image.open just looked them all up
+        verdict = accept(data[:16]) if accept else False
+        if verdict and not isinstance(verdict, str):  # a str is Pillow's "plugin missing" note
+            return ImageRejected(
+                "CorruptImage", f"The file has a {fmt} signature but its header is damaged."
+            )
+    if data.startswith(b"%PDF-"):  # Pillow writes PDFs but cannot read them
+        return _unsupported("PDF")
+    try:
+        # Every Pillow plugin, header only, only to name the format in the message.
+        with Image.open(io.BytesIO(data)) as other:
+            return _unsupported(other.format or "unknown")
+    except Exception as exc:
+        # Plugins we never accept are not hardened alike (DDS raises NotImplementedError on
+        # junk): whatever they raise only means the file is no image we can name.
+        logger.debug("No Pillow plugin identifies the file: %r", exc)
+        return ImageRejected(
+            "NotAnImage", "The file is not an image: its content matches no known image format."
+        )
+
+
+def _unsupported(fmt: str) -> ImageRejected:
+    accepted = ", ".join(ACCEPTED_FORMATS)
+    return ImageRejected(
+        "UnsupportedFormat",
+        f"The file is in {fmt} format, which is not accepted (accepted: {accepted}).",
+    )
+
+
+def _corrupt(exc: BaseException) -> ImageRejected:
+    detail = " ".join(str(exc).split())  # libheif's messages end in a newline
+    return ImageRejected("CorruptImage", f"The image data is truncated or corrupt ({detail}).")
+
+
+def _check_pixels(size: Size, max_pixels: int) -> None:
+    width, height = size
+    if width <= 0 or height <= 0:
+        raise ImageRejected(
+            "CorruptImage", f"The image header declares a size of {width}x{height} pixels."
+        )
+    if width * height > max_pixels:
+        raise ImageRejected(
+            "TooManyPixels",
+            f"The image is {width}x{height} pixels ({width * height / 1e6:.1f} megapixels), "
+            f"over the limit of {max_pixels / 1e6:.1f} megapixels.",
+        )
+
+
+# --- decoding ------------------------------------------------------------------------------
+
+
+def _draft(im: ImageFile.ImageFile, orientation: int, largest_box: Size) -> None:
+    """Let libjpeg decode at 1/2, 1/4 or 1/8 scale, never below the largest thumbnail.
+
+    The thumbnail is fitted to the image as displayed, so for a 90-degree orientation the box
+    is matched against the swapped axes and the result swapped back to stored axes. Pillow's
+    draft picks the largest reduction that keeps both axes at least this size.
+    """
+    swap = orientation in SWAPS_AXES
+    shown = (im.height, im.width) if swap else im.size
+    needed = fit_within(shown, largest_box)
+    if needed != shown:
+        im.draft(None, (needed[1], needed[0]) if swap else needed)
+
+
+def _load(im: ImageFile.ImageFile) -> None:
+    # LOAD_TRUNCATED_IMAGES stays False, so a truncated file raises here instead of
+    # yielding a half-grey picture.
+    try:
+        im.load()
+    except Image.DecompressionBombError as exc:
+        raise ImageRejected(
+            "TooManyPixels", "The image has too many pixels to be processed safely."
+        ) from exc
+    except DECODE_ERRORS as exc:
+        raise _corrupt(exc) from exc
+
+
+def _frame_count(im: Image.Image) -> int:
+    """Frames of an animation; 1 for MPO, whose extra pictures are previews or stereo views."""
+    if im.format == "MPO":
+        return 1
+    try:
+        return int(getattr(im, "n_frames", 1))
+    except (*DECODE_ERRORS, TypeError):
+        # Counting parses every frame's header; a broken later frame does not spoil the first
+        # one, which is all that is shown. (TypeError is how Pillow's TIFF reader reports a
+        # header without dimensions; Image.open treats it as unreadable too.)
+        return 1
+
+
+def _to_output_mode(im: Image.Image) -> Image.Image:
+    """The loaded frame as RGB, RGBA, L or LA, in sRGB where a profile says otherwise."""
+    mode = im.mode
+    # has_transparency_data: an alpha band, a tRNS colour key or a palette with transparency.
+    alpha = im.has_transparency_data
+    if mode in ("CMYK", "RGB", "RGBA"):
+        out = _to_srgb(im)
+    elif mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        out = _deep_to_l(im)
+    elif mode in ("1", "L", "LA"):
+        out = im.convert("LA" if alpha else "L")
+    else:  # P, PA, La, RGBa, YCbCr, LAB, HSV, RGBX, ...
+        out = im.convert("RGBA" if alpha else "RGB")
+    return _drop_opaque_alpha(out)
+
+
+def _to_srgb(im: Image.Image) -> Image.Image:
+    """Apply the embedded ICC profile (CMYK press profiles, Display P3, Adobe RGB) to sRGB.
+
+    Thumbnails carry no profile, so without this they would show the wrong colours.
+    """
+    if im.mode == "RGB" and im.has_transparency_data:
+        im = im.convert("RGBA")  # a tRNS colour key becomes real alpha
+    out_mode = "RGB" if im.mode == "CMYK" else im.mode
+    icc = im.info.get("icc_profile")
+    if icc:
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            converted = ImageCms.profileToProfile(im, source, SRGB, outputMode=out_mode)
+        except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+            # A broken or mismatched profile (a grey profile on RGB): plain conversion is
+            # what every viewer that ignores profiles shows, so it is an acceptable fallback.
+            pass
+        else:
+            assert converted is not None  # inPlace=False always returns an image
+            return converted
+    return im.convert(out_mode)
+
+
+def _deep_to_l(im: Image.Image) -> Image.Image:
+    """16/32-bit grey or float to 8-bit L by scaling, not clipping (clipping turns mid-grey white).
+
+    16-bit modes use their full range; 32-bit integers and floats are scaled from the range
+    their values suggest: 0-1 (float data), 0-255, 0-65535, else their own min-max.
+    """
+    if im.mode.startswith("I;16"):
+        low, high = 0.0, 65535.0
+        im = im.convert("I")
+    else:
+        low, high = _value_range(im)
+    if im.mode == "I" and (low, high) == (0.0, 255.0):
+        return im.convert("L")
+    scale = 255.0 / (high - low) if high > low else 0.0
+    # + 0.5: the float to L conversion truncates, and 32768/65535 should be 128, not 127.
+    floats = im.convert("F").point(lambda v: (v - low) * scale + 0.5)
+    return floats.convert("L")
+
+
+def _value_range(im: Image.Image) -> tuple[float, float]:
+    lowest, highest = im.getextrema()
+    if not (math.isfinite(lowest) and math.isfinite(highest)):
+        return 0.0, 1.0 if im.mode == "F" else 65535.0
+    for low, high in ((0.0, 1.0), (0.0, 255.0), (0.0, 65535.0)):
+        if low <= lowest and highest <= high:
+            return low, high
+    return float(lowest), float(highest)
+
+
+def _drop_opaque_alpha(im: Image.Image) -> Image.Image:
+    """An alpha channel that is opaque everywhere is dropped, so the thumbnail can be a JPEG."""
+    if im.mode in ("RGBA", "LA") and im.getchannel("A").getextrema() == (255, 255):
+        return im.convert(im.mode[:-1])
+    return im
+
+
+def _upright(im: Image.Image, orientation: int) -> Image.Image:
+    # The orientation was read once, safely; ImageOps.exif_transpose would read the EXIF again
+    # (raising on a corrupt block) and rewrite metadata we throw away anyway.
+    transpose = TRANSPOSE.get(orientation)
+    return im.transpose(transpose) if transpose is not None else im
+
+
+# --- EXIF essentials -----------------------------------------------------------------------

@@ -1,0 +1,71 @@
+"""What a bulk flow (backfill, rerun-failed-images, reconcile-stuck-images) did, image by image."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class RunRef(BaseModel):
+    """A process-image flow run, as a summary names it."""
+
+    id: str
+    name: str
+    state: str
+
+    @classmethod
+    def of(cls, run: Any) -> RunRef:
+        """From a Prefect `FlowRun`."""
+        return cls(id=str(run.id), name=run.name, state=run.state.name if run.state else "?")
+
+
+class Outcome(BaseModel):
+    key: str
+    action: str  # "COMPLETED", "started", "marked FAILED", "skipped: already running", ...
+    error_type: str | None = None
+    failed_step: str | None = None
+    flow_run: RunRef | None = None
+
+    def row(self) -> dict[str, str]:
+        """One row of the flow's table artifact."""
+        run = self.flow_run
+        return {
+            "key": self.key,
+            "action": self.action,
+            "error type": self.error_type or "",
+            "failed step": self.failed_step or "",
+            "flow run": f"{run.name} ({run.id})" if run else "",
+            "flow run state": run.state if run else "",
+        }
+
+
+class Summary(BaseModel):
+    subject: str  # what the flow looked at, e.g. "s3://bucket/uploads/"
+    dry_run: bool = False
+    outcomes: list[Outcome]
+
+    def keys_with(self, action: str) -> list[str]:
+        return [o.key for o in self.outcomes if o.action == action]
+
+    def counts(self) -> dict[str, int]:
+        return dict(Counter(o.action for o in self.outcomes))
+
+    def headline(self) -> str:
+        found = f"{self.subject}: {len(self.outcomes)} image(s)"
+        done = "".join(f"; {n} {action}" for action, n in self.counts().items())
+        dry = "Dry run: nothing was changed. " if self.dry_run else ""
+        return f"{dry}{found}{done}."
+
+    def report(self, max_lines: int = 50) -> str:
+        """The headline, then one line per image (the artifact has them all)."""
+        lines = [self.headline()]
+        for o in self.outcomes[:max_lines]:
+            run = o.flow_run
+            run_text = f" {run.name!r} ({run.id}, {run.state})" if run else ""
+            error = f" [{o.error_type}]" if o.error_type else ""
+            lines.append(f"{o.action}: {o.key}{error}{run_text}")
+        if len(self.outcomes) > max_lines:
+            lines.append(f"... and {len(self.outcomes) - max_lines} more: see the artifact.")
+        return "\n".join(lines)

@@ -1,0 +1,108 @@
+"""Storing thumbnails in S3, never over those of a later claim on the image's record."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from image_pipeline.aws import GONE, client, error_code
+from image_pipeline.errors import Superseded
+from image_pipeline.imaging.render import render_thumbnails
+from image_pipeline.keys import thumbnail_key
+from image_pipeline.models import DecodedImage, RenderedThumbnail, SourceObject, Thumbnail
+from image_pipeline.records import claim_generation
+from image_pipeline.settings import get_settings
+
+# Each thumbnail records the claim that wrote it (`x-amz-meta-generation`: the item's
+# `attempts` after that claim, which every claim increments), so that a run never replaces
+# the thumbnail of a later claim. See `_put_fenced`.
+GENERATION = "generation"
+# Writers that lost a conditional write read again and retry; each writer succeeds at most
+# once, so a round is lost at most once per concurrent writer.
+_MAX_FENCE_ROUNDS = 16
+_LOST_RACE = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
+
+
+def make_thumbnails(
+    source: SourceObject, image: DecodedImage, run_id: str | None = None
+) -> list[Thumbnail]:
+    """Render every configured size and upload it to the thumbnails bucket.
+
+    With `run_id` (the pipeline always passes it) only while that run holds the item's
+    claim, and never over a thumbnail written under a later claim: an older upload's run
+    that finishes late cannot replace the newer upload's thumbnails.
+    """
+    settings = get_settings()
+    generation = claim_generation(source, run_id) if run_id is not None else None
+    rendered = render_thumbnails(
+        image,
+        list(settings.thumbnail_sizes),
+        transparent_format=settings.transparent_format,
+        jpeg_quality=settings.jpeg_quality,
+    )
+    return [upload(source, thumb, settings.thumbnails_bucket, generation) for thumb in rendered]
+
+
+def upload(
+    source: SourceObject, thumb: RenderedThumbnail, bucket: str, generation: int | None
+) -> Thumbnail:
+    key = thumbnail_key(source.key, thumb.label, thumb.extension)
+    request = dict(Bucket=bucket, Key=key, Body=thumb.data, ContentType=thumb.content_type)
+    if generation is None:
+        client("s3").put_object(**request)
+    else:
+        _put_fenced(request, generation)
+    return Thumbnail(
+        label=thumb.label,
+        bucket=bucket,
+        key=key,
+        width=thumb.width,
+        height=thumb.height,
+        content_type=thumb.content_type,
+    )
+
+
+def _put_fenced(request: dict[str, Any], generation: int) -> None:
+    """Put the thumbnail unless one of a later claim is there: compare-and-swap with S3's
+    conditional writes, so it holds whatever the interleaving and however long a run stalls.
+
+    Create it only if absent (`If-None-Match: *`); otherwise read the generation of the one
+    there and replace exactly that object (`If-Match` on its ETag), or stop with `Superseded`
+    when it belongs to a later claim. A writer that got in between makes the condition fail,
+    and the loop reads again.
+    """
+    s3 = client("s3")
+    request = {**request, "Metadata": {GENERATION: str(generation)}}
+    condition: dict[str, str] = {"IfNoneMatch": "*"}
+    for _ in range(_MAX_FENCE_ROUNDS):
+        try:
+            s3.put_object(**request, **condition)
+            return
+        except ClientError as exc:
+            if error_code(exc) not in _LOST_RACE | GONE:
+                raise
+            lost = exc
+        try:
+            head = s3.head_object(Bucket=request["Bucket"], Key=request["Key"])
+        except ClientError as exc:
+            if error_code(exc) not in GONE:
+                raise
+            condition = {"IfNoneMatch": "*"}  # deleted meanwhile
+            continue
+        theirs = _generation_of(head)
+        if theirs > generation:
+            raise Superseded(
+                f"s3://{request['Bucket']}/{request['Key']} was written by a later claim "
+                f"({theirs}) than this run's ({generation})."
+            )
+        condition = {"IfMatch": head["ETag"]}
+    raise lost
+
+
+def _generation_of(head: dict[str, Any]) -> int:
+    """The claim generation a thumbnail was written under; 0 for one written before fencing."""
+    try:
+        return int(head.get("Metadata", {}).get(GENERATION, 0))
+    except ValueError:
+        return 0

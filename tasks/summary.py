@@ -1,0 +1,16 @@
+"""The last step of every bulk flow: its outcomes as a table artifact and in its log."""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from image_pipeline.outcomes import Summary
+
+
+@task(name="publish-summary", cache_policy=NO_CACHE, persist_result=False)
+def publish_summary(summary: Summary, artifact_key: str) -> None:
+    rows = [outcome.row() for outcome in summary.outcomes] or [{"key": "-", "action": "none"}]
+    create_table_artifact(table=rows, key=artifact_key, description=summary.headline())
+    get_run_logger().info(summary.report())

@@ -1,0 +1,59 @@
+"""The flow-state hooks: the item and the notice follow the run's final state."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.states import Completed, Crashed
+
+from flows.hooks import notify_success, record_crash
+from flows.process_image import process_image
+from image_pipeline.records import read_item
+from image_pipeline.settings import get_settings
+from tests import images
+from tests.flows.runner import run_process_image
+from tests.support import unique_key
+
+pytestmark = pytest.mark.usefixtures("prefect_server", "aws_stack")
+
+
+def about(notices: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    return [n for n in notices if n["MessageAttributes"]["imageId"]["Value"] == key]
+
+
+def test_a_crash_before_any_step_is_recorded_and_announced(
+    upload: Callable[[str, bytes], str], notifications: Callable[[], list[dict[str, Any]]]
+) -> None:
+    key = unique_key("crashed.png")
+    parameters = {"bucket": get_settings().uploads_bucket, "key": key, "etag": upload(key, b"x")}
+    with get_client(sync_client=True) as prefect:
+        run = prefect.create_flow_run(process_image, parameters=parameters, state=Crashed())
+
+    record_crash(None, run, Crashed(message="The process was killed."))
+
+    item = read_item(key)
+    assert item and item["overall_processing_status"] == "FAILED"
+    assert (item["error_type"], item["failed_step"]) == ("Crashed", "flow")
+    assert item["error_message"] == "The process was killed."
+    [notice] = about(notifications(), key)
+    assert notice["MessageAttributes"]["processing_status"]["Value"] == "FAILURE"
+
+
+def test_only_the_run_that_wrote_the_result_announces_it(
+    upload: Callable[[str, bytes], str], notifications: Callable[[], list[dict[str, Any]]]
+) -> None:
+    key = unique_key("done.png")
+    upload(key, images.png())
+    state = run_process_image(get_settings().uploads_bucket, key, return_state=True)
+    with get_client(sync_client=True) as prefect:
+        winner = prefect.read_flow_run(state.state_details.flow_run_id)
+        other = prefect.create_flow_run(process_image, parameters=winner.parameters)
+    notifications()  # the winner's own notice
+
+    notify_success(None, other, Completed())  # a duplicate run that found the work done
+    assert about(notifications(), key) == []
+    notify_success(None, winner, Completed())
+    assert len(about(notifications(), key)) == 1

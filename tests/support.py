@@ -1,0 +1,59 @@
+"""Helpers every suite shares: fresh keys, and the SNS notices as a subscriber sees them."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+
+def unique_key(name: str, group: str = "") -> str:
+    """A key under the uploads prefix that no other test uses."""
+    return f"uploads/{group}{uuid.uuid4().hex[:8]}/{name}"
+
+
+class Notices:
+    """An SQS queue subscribed to the topic: the notices published since it was made."""
+
+    def __init__(self, sqs: Any, sns: Any, topic_arn: str) -> None:
+        self.sqs, self.sns = sqs, sns
+        self.queue_url = sqs.create_queue(QueueName=f"notices-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])
+        self.subscription = sns.subscribe(
+            TopicArn=topic_arn, Protocol="sqs", Endpoint=arn["Attributes"]["QueueArn"]
+        )["SubscriptionArn"]
+        self.received: list[dict[str, Any]] = []
+
+    def drain(self, wait: int = 0) -> list[dict[str, Any]]:
+        """What arrived since the last drain, waiting up to `wait` s for each batch."""
+        new: list[dict[str, Any]] = []
+        while batch := self.sqs.receive_message(
+            QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=wait
+        ).get("Messages"):
+            for message in batch:
+                new.append(json.loads(message["Body"]))
+                self.sqs.delete_message(
+                    QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"]
+                )
+        self.received += new
+        return new
+
+    def about(self, key: str) -> list[dict[str, Any]]:
+        return [n for n in self.received if n["MessageAttributes"]["imageId"]["Value"] == key]
+
+    def wait_for(
+        self, key: str, count: int = 1, *, timeout: float = 10, settle: bool = True
+    ) -> list[dict[str, Any]]:
+        """The notices about `key` (its imageId) once `count` arrived; with `settle`, after
+        one more second in which nothing arrived, so that a duplicate would show."""
+        deadline = time.monotonic() + timeout
+        while len(self.about(key)) < count and time.monotonic() < deadline:
+            self.drain(wait=1)
+        while settle and self.drain(wait=1):
+            pass
+        return self.about(key)
+
+    def close(self) -> None:
+        self.sns.unsubscribe(SubscriptionArn=self.subscription)
+        self.sqs.delete_queue(QueueUrl=self.queue_url)
