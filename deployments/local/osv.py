@@ -18,7 +18,7 @@ import threading
 import zipfile
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -107,8 +107,8 @@ def snapshot_date(readme: Path, records: list[Record]) -> str:
 
 @dataclass(frozen=True)
 class Snapshot:
-    records: dict[str, Record]
-    by_package: dict[str, list[Record]]
+    records: dict[str, Record] = field(repr=False)
+    by_package: dict[str, list[Record]] = field(repr=False)
     date: str
 
     @classmethod
