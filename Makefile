@@ -47,11 +47,13 @@ bench: install
 soak: install
 	$(VENV)/bin/python -m benchmarks.bench_stack --soak 500
 
-# Known-vulnerability audit of the lock file. Needs PyPI's JSON API (pypi.org), which the
-# sandbox that builds this project cannot reach; --strict fails rather than skip packages.
+# Known-vulnerability audit of the lock file with pip-audit, offline: against a loopback
+# OSV API serving a dated snapshot of the PyPI advisory database (see README). ONLINE=1
+# asks api.osv.dev instead, where the network allows.
+ADVISORIES ?= ../shared/advisories/pypi-osv.zip
 audit: install
 	$(UV) export --frozen --format requirements-txt --no-hashes --no-emit-project -o .audit-requirements.txt -q
-	$(VENV)/bin/pip-audit --strict --disable-pip --no-deps -r .audit-requirements.txt
+	$(VENV)/bin/python -m deployments.local.audit $(if $(ONLINE),--online,--zip $(ADVISORIES)) .audit-requirements.txt
 
 lint: install
 	$(VENV)/bin/ruff check .
