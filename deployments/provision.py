@@ -56,7 +56,13 @@ EVENTS_STACK_NAME = "image-pipeline-events"
 
 # Deployed by `provision()` through MiniStack's CloudFormation (accepted by MiniStack 1.5.33).
 STORAGE_TYPES = frozenset(
-    {"AWS::S3::Bucket", "AWS::DynamoDB::Table", "AWS::SNS::Topic", "AWS::IAM::ManagedPolicy"}
+    {
+        "AWS::S3::Bucket",
+        "AWS::S3::BucketPolicy",
+        "AWS::DynamoDB::Table",
+        "AWS::SNS::Topic",
+        "AWS::IAM::ManagedPolicy",
+    }
 )
 # Deployed by `provision_event_path()` through MiniStack's CloudFormation (accepted too).
 EVENT_PATH_TYPES = frozenset(
