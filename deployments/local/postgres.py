@@ -7,17 +7,18 @@ burst some runs are never created. PostgreSQL has neither problem (docs/design.m
 
 PostgreSQL refuses to run as root. As root (containers, CI) the server runs as `nobody`,
 from a copy of the binaries and with its data in the temporary folder, where `nobody`
-can reach them.
+can reach them: in a new folder of random name whose path the state folder records, so
+that a new state folder means a new database and no one can plant the folder beforehand.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import os
 import pwd
 import shutil
+import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -28,6 +29,8 @@ from deployments.local import processes
 
 USER = "prefect"
 UNPRIVILEGED = "nobody"
+HOME_PREFIX = "image-pipeline-postgres-"
+HOME_RECORD = "postgres-home"  # in the state folder, as root: where the data are
 
 
 def install_dir() -> Path:
@@ -67,9 +70,10 @@ def _server(home: Path, port: int, state: Path, log_path: Path) -> Iterator[None
     if not (data / "PG_VERSION").exists():
         _initdb(binaries, data, password(state))
     args = [str(binaries / "postgres"), "-D", str(data), "-h", "127.0.0.1", "-p", str(port)]
-    # The socket lives with the data; a commit need not wait for the disk (a crash can
-    # lose the last few transactions, never corrupt the database).
-    args += ["-k", str(home), "-c", "synchronous_commit=off"]
+    # No Unix socket: every client uses TCP, and a socket would need a folder `nobody` can
+    # write. A commit need not wait for the disk (a crash can lose the last few
+    # transactions, never corrupt the database).
+    args += ["-k", "", "-c", "synchronous_commit=off"]
     process = processes.start(args, log_path=log_path, cwd=home, **_as_unprivileged())
     try:
         processes.wait_until(
@@ -82,19 +86,46 @@ def _server(home: Path, port: int, state: Path, log_path: Path) -> Iterator[None
         processes.stop(process)
 
 
-def home_dir(state: Path) -> Path:
-    """Where the data, the socket and (as root) the copied binaries live."""
+def home_dir(state: Path) -> Path | None:
+    """Where the data and (as root) the copied binaries live: in the state folder, or as
+    root the folder it records (None before the first start)."""
     if os.geteuid() != 0:
         return state / "postgres"
-    digest = hashlib.sha256(str(state.resolve()).encode()).hexdigest()[:12]
-    return Path(tempfile.gettempdir()) / f"image-pipeline-postgres-{digest}"
+    record = state / HOME_RECORD
+    if not os.path.lexists(record):
+        return None
+    home = Path(processes.read_private(record))
+    # The path is ours, but a bad one must not make a persist=False run delete elsewhere.
+    if not (home.is_absolute() and home.name.startswith(HOME_PREFIX)):
+        raise processes.UnsafePath(f"{record} names {home}, not a folder of ours.")
+    return home
 
 
 def _make_home(state: Path) -> Path:
     home = home_dir(state)
-    home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if os.geteuid() == 0:
-        shutil.chown(home, UNPRIVILEGED, _unprivileged_gid())
+    if home is None or not os.path.lexists(home):
+        home = _new_home(state)
+    # Ours alone to write: root's, or the user's under `.state/`.
+    processes.check_private(home, os.lstat(home), kind=stat.S_IFDIR, others=0o027)
+    return home
+
+
+def _new_home(state: Path) -> Path:
+    if os.geteuid() != 0:
+        home = state / "postgres"
+        home.mkdir(mode=0o700, parents=True)
+        return home
+    gid = _unprivileged().pw_gid  # before making anything, for a clear error
+    # A fresh name that no one could have planted beforehand.
+    home = Path(tempfile.mkdtemp(prefix=HOME_PREFIX))
+    try:
+        # Root's, so `nobody` cannot plant anything in it; its group may pass through.
+        os.chown(home, -1, gid)
+        home.chmod(0o710)
+        processes.write_private(state / HOME_RECORD, str(home))
+    except BaseException:
+        home.rmdir()
+        raise
     return home
 
 
@@ -118,12 +149,13 @@ def _binaries(home: Path) -> Path:
 
 
 def _initdb(binaries: Path, data: Path, secret: str) -> None:
+    data.mkdir(mode=0o700, exist_ok=True)
     password_file = data.parent / "initdb-password"
-    password_file.touch(mode=0o600)
-    password_file.write_text(secret)
+    processes.write_private(password_file, secret)
     try:
         if os.geteuid() == 0:
-            shutil.chown(password_file, UNPRIVILEGED, _unprivileged_gid())
+            _give_away(data)
+            _give_away(password_file)
         args = [str(binaries / "initdb"), "-D", str(data), "-U", USER, "-E", "UTF8"]
         args += ["--auth=scram-sha-256", f"--pwfile={password_file}", "--no-instructions"]
         subprocess.run(
@@ -139,16 +171,22 @@ def _initdb(binaries: Path, data: Path, secret: str) -> None:
         password_file.unlink(missing_ok=True)
 
 
+def _give_away(path: Path) -> None:
+    """Make `path` the unprivileged user's (never what a link there points to)."""
+    user = _unprivileged()
+    os.chown(path, user.pw_uid, user.pw_gid, follow_symlinks=False)
+
+
 def _as_unprivileged() -> dict[str, Any]:
     """As root: run as `nobody`, with its group and none of root's."""
     if os.geteuid() != 0:
         return {}
-    return {"user": UNPRIVILEGED, "group": _unprivileged_gid(), "extra_groups": []}
+    return {"user": UNPRIVILEGED, "group": _unprivileged().pw_gid, "extra_groups": []}
 
 
-def _unprivileged_gid() -> int:
+def _unprivileged() -> pwd.struct_passwd:
     try:
-        return pwd.getpwnam(UNPRIVILEGED).pw_gid
+        return pwd.getpwnam(UNPRIVILEGED)
     except KeyError:
         raise RuntimeError(
             f"PostgreSQL refuses to run as root, and this machine has no {UNPRIVILEGED!r} "

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import signal
 import socket
+import stat
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -39,13 +42,71 @@ def check_port_free(port: int, what: str) -> None:
             )
 
 
+class UnsafePath(RuntimeError):
+    pass
+
+
 def stored_secret(path: Path) -> str:
-    """A random secret, made the first time and kept in `path` (mode 600, out of git and logs)."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(32))
-    return path.read_text().strip()
+    """A random secret, made the first time and kept in `path` (mode 600, out of git and logs).
+
+    Never through a link: a planted one would receive the secret, or choose it.
+    """
+    if not os.path.lexists(path):
+        with contextlib.suppress(FileExistsError):  # another process made it first
+            _publish(path, secrets.token_urlsafe(32), replace=False)
+    return read_private(path)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Put `text` in `path` (mode 600), replacing whatever is there, never writing through it."""
+    _publish(path, text, replace=True)
+
+
+def read_private(path: Path) -> str:
+    """The text of `path`, refused unless it is a regular file of ours that only we can read."""
+    try:
+        # O_NONBLOCK: a planted FIFO must not hang us.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafePath(f"{path} is a symbolic link; refusing to use it.") from None
+        raise
+    with os.fdopen(fd) as file:
+        check_private(path, os.fstat(fd), kind=stat.S_IFREG, others=0o077)
+        return file.read().strip()
+
+
+def check_private(path: Path, info: os.stat_result, *, kind: int, others: int) -> None:
+    """Refuse `path` (already lstat-ed or fstat-ed) unless it is a `kind` of ours without
+    the `others` mode bits: whoever else could write it could plant what we run or read."""
+    if stat.S_ISLNK(info.st_mode):
+        problem = "is a symbolic link"
+    elif stat.S_IFMT(info.st_mode) != kind:
+        problem = "is not a " + ("folder" if kind == stat.S_IFDIR else "regular file")
+    elif info.st_uid != os.geteuid():
+        problem = f"belongs to uid {info.st_uid}, not to us (uid {os.geteuid()})"
+    elif info.st_mode & others:
+        problem = f"has mode {stat.S_IMODE(info.st_mode):o}, open to others"
+    else:
+        return
+    raise UnsafePath(f"{path} {problem}; refusing to use it.")
+
+
+def _publish(path: Path, text: str, *, replace: bool) -> None:
+    """Write `text` to a new private file beside `path`, then put it there whole: a rename
+    or a hard link replaces or refuses a link at `path`, never follows it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")  # 600, O_EXCL
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(text)
+        if replace:
+            os.replace(temporary, path)
+        else:
+            os.link(temporary, path)  # FileExistsError if anything, even a dangling link, is there
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
 
 
 def wait_until(condition: Callable[[], bool], *, timeout: float, what: str) -> None:
