@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from deployments.local import processes
-from deployments.provision import provision
+from deployments.local.provision import provision
 from image_pipeline import aws, notify
 from image_pipeline.settings import get_settings
 from tests.fakes.rekognition import FakeRekognition

@@ -12,7 +12,7 @@ import sys
 from prefect_aws import AwsCredentials
 from prefect_aws.credentials import AwsClientParameters
 
-from deployments.provision import provision, provision_event_path
+from deployments.local.provision import provision, provision_event_path
 from image_pipeline.settings import get_settings
 
 

@@ -30,22 +30,25 @@ from typing import Any
 import pytest
 from cfnlint.decode import cfn_yaml
 
-from deployments import provision as bootstrap
 from deployments.local import processes
-from deployments.provision import (
+from deployments.local.cloudformation import describe_stack
+from deployments.local.event_path import EventPath, remove_event_path
+from deployments.local.provision import provision, provision_event_path
+from deployments.local.template import (
     API_TYPES,
     EVENT_PATH_TYPES,
     EVENTS_STACK_NAME,
     STACK_NAME,
     STORAGE_TYPES,
     TEMPLATE_PATH,
-    EventPath,
-    provision,
-    provision_event_path,
-    remove_event_path,
+    check_classified,
+    load_template,
     resolve,
+    resources_of,
+    template_parameters,
 )
 from image_pipeline.aws import client
+from image_pipeline.catalog import STATUS_INDEX
 from image_pipeline.settings import get_settings
 
 API_KEY = "test-webhook-key-0123456789"
@@ -74,21 +77,21 @@ def template() -> dict[str, Any]:
 
 
 def test_bootstrap_reads_the_template_as_cfn_lint_does(template: dict[str, Any]) -> None:
-    assert bootstrap.load_template() == template
+    assert load_template() == template
 
 
 def test_every_resource_type_has_exactly_one_local_path(template: dict[str, Any]) -> None:
     groups = [STORAGE_TYPES, EVENT_PATH_TYPES, frozenset(API_TYPES)]
     for resource in template["Resources"].values():
         assert sum(resource["Type"] in group for group in groups) == 1, resource["Type"]
-    bootstrap.check_classified(template)
+    check_classified(template)
 
 
 def test_template_declares_what_the_pipeline_needs(template: dict[str, Any]) -> None:
     settings = get_settings()
     parameters = template["Parameters"]
     assert parameters["WebhookApiKey"]["NoEcho"] is True
-    for name, value in bootstrap.template_parameters(settings).items():
+    for name, value in template_parameters(settings).items():
         assert parameters[name]["Default"] == value, name
     resources = template["Resources"]
     assert resources["UploadsBucket"]["Properties"]["NotificationConfiguration"] == {
@@ -254,8 +257,8 @@ def test_the_api_policy_only_reads(template: dict[str, Any]) -> None:
         assert verb.startswith(_READ_VERBS), f"{action} is not known to be a read"
     assert all(statement["Effect"] == "Allow" for statement in document["Statement"])
     indexes = template["Resources"]["ImageTable"]["Properties"]["GlobalSecondaryIndexes"]
-    assert bootstrap.STATUS_INDEX in [index["IndexName"] for index in indexes]
-    table = [_att("ImageTable"), _sub(f"${{ImageTable.Arn}}/index/{bootstrap.STATUS_INDEX}")]
+    assert STATUS_INDEX in [index["IndexName"] for index in indexes]
+    table = [_att("ImageTable"), _sub(f"${{ImageTable.Arn}}/index/{STATUS_INDEX}")]
     assert grants == {
         # HeadObject is authorised as s3:GetObject.
         "s3:GetObject": [_sub("${UploadsBucket.Arn}/${UploadsPrefix}*")],
@@ -389,8 +392,8 @@ def check_storage_matches_template(topic_arn: str) -> None:
     """The buckets and their policies, the table, the topic and the managed policies on
     the emulator are the template's."""
     settings = get_settings()
-    template = bootstrap.load_template()
-    parameters = bootstrap.template_parameters(settings)
+    template = load_template()
+    parameters = template_parameters(settings)
     resources = resolve(template["Resources"], parameters)
     s3, dynamodb, iam = client("s3"), client("dynamodb"), client("iam")
 
@@ -429,7 +432,7 @@ def check_storage_matches_template(topic_arn: str) -> None:
         {k: index[k] for k in ("IndexName", "KeySchema", "Projection")}
         for index in table["GlobalSecondaryIndexes"]
     ] == props["GlobalSecondaryIndexes"]
-    assert bootstrap.STATUS_INDEX in [i["IndexName"] for i in props["GlobalSecondaryIndexes"]]
+    assert STATUS_INDEX in [i["IndexName"] for i in props["GlobalSecondaryIndexes"]]
     # Not compared: PointInTimeRecoverySpecification. MiniStack's CloudFormation accepts
     # it but does not apply it (DescribeContinuousBackups answers DISABLED).
 
@@ -438,9 +441,9 @@ def check_storage_matches_template(topic_arn: str) -> None:
     # Not compared: KmsMasterKeyId. MiniStack's CloudFormation accepts it but does not
     # apply it (GetTopicAttributes has no KmsMasterKeyId).
 
-    stack = bootstrap.describe_stack(STACK_NAME)
+    stack = describe_stack(STACK_NAME)
     assert stack is not None
-    assert set(stack.physical_ids) == set(bootstrap.resources_of(template, STORAGE_TYPES))
+    assert set(stack.physical_ids) == set(resources_of(template, STORAGE_TYPES))
     arns = {
         "UploadsBucket.Arn": f"arn:aws:s3:::{settings.uploads_bucket}",
         "ThumbnailsBucket.Arn": f"arn:aws:s3:::{settings.thumbnails_bucket}",
@@ -457,7 +460,7 @@ def check_storage_matches_template(topic_arn: str) -> None:
         == "AWS::IAM::ManagedPolicy"
     }
     assert sorted(policy_outputs.values()) == sorted(
-        bootstrap.resources_of(template, ["AWS::IAM::ManagedPolicy"])
+        resources_of(template, ["AWS::IAM::ManagedPolicy"])
     )
     for output_name, logical_id in policy_outputs.items():
         policy_arn = stack.outputs[output_name]
@@ -469,7 +472,7 @@ def check_storage_matches_template(topic_arn: str) -> None:
             document = json.loads(document)
         assert document == resolve(resources[logical_id]["Properties"], arns)["PolicyDocument"]
 
-    for logical_id, resource in bootstrap.resources_of(template, ["AWS::S3::BucketPolicy"]).items():
+    for logical_id, resource in resources_of(template, ["AWS::S3::BucketPolicy"]).items():
         bucket = resources[resource["Properties"]["Bucket"]["Ref"]]["Properties"]["BucketName"]
         policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
         assert policy == resolve(resources[logical_id]["Properties"], arns)["PolicyDocument"]
@@ -478,10 +481,10 @@ def check_storage_matches_template(topic_arn: str) -> None:
 def check_event_path_matches_template(path: EventPath, webhook_url: str) -> None:
     """The rule, its target, the connection and the API destination are the template's."""
     settings = get_settings()
-    template = bootstrap.load_template()
+    template = load_template()
     resources = resolve(
         template["Resources"],
-        bootstrap.template_parameters(settings) | {"UploadsBucket": settings.uploads_bucket},
+        template_parameters(settings) | {"UploadsBucket": settings.uploads_bucket},
     )
     events, sqs = client("events"), client("sqs")
 
@@ -506,9 +509,9 @@ def check_event_path_matches_template(path: EventPath, webhook_url: str) -> None
         QueueUrl=path.dead_letter_queue_url, AttributeNames=["QueueArn"]
     )["Attributes"]["QueueArn"]
     assert target["DeadLetterConfig"] == {"Arn": queue_arn}
-    events_stack = bootstrap.describe_stack(EVENTS_STACK_NAME)
+    events_stack = describe_stack(EVENTS_STACK_NAME)
     assert events_stack is not None
-    assert set(events_stack.physical_ids) == set(bootstrap.resources_of(template, EVENT_PATH_TYPES))
+    assert set(events_stack.physical_ids) == set(resources_of(template, EVENT_PATH_TYPES))
     role = client("iam").get_role(RoleName=events_stack.physical_ids["WebhookInvokeRole"])
     assert target["RoleArn"] == role["Role"]["Arn"]
 
@@ -623,7 +626,7 @@ def _create_the_old_way() -> None:
     for bucket in (settings.uploads_bucket, settings.thumbnails_bucket):
         s3.create_bucket(Bucket=bucket)
     s3.put_object(Bucket=settings.uploads_bucket, Key="uploads/old.jpg", Body=b"old")
-    table = bootstrap.load_template()["Resources"]["ImageTable"]["Properties"]
+    table = load_template()["Resources"]["ImageTable"]["Properties"]
     dynamodb.create_table(
         TableName=settings.table_name,
         **{
@@ -700,7 +703,7 @@ def test_recovers_after_an_unclean_stop(
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     with other_ministack(configure, monkeypatch, tmp_path, state):
-        assert bootstrap.describe_stack(STACK_NAME) is None  # nothing but S3 survived
+        assert describe_stack(STACK_NAME) is None  # nothing but S3 survived
         topic_arn = provision()
         check_storage_matches_template(topic_arn)
         assert client("s3").head_object(

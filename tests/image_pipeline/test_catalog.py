@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from deployments import provision
+from deployments.local import template
 from image_pipeline import catalog
 from image_pipeline.aws import client
 from image_pipeline.catalog import decode_cursor, encode_cursor, find_images, list_by_status
@@ -235,9 +235,9 @@ def test_limit_must_be_positive() -> None:
 
 
 def test_index_name_is_the_templates() -> None:
-    table = provision.resources_of(provision.load_template(), ["AWS::DynamoDB::Table"])
+    table = template.resources_of(template.load_template(), ["AWS::DynamoDB::Table"])
     [index] = next(iter(table.values()))["Properties"]["GlobalSecondaryIndexes"]
-    assert catalog.STATUS_INDEX == index["IndexName"] == provision.STATUS_INDEX
+    assert index["IndexName"] == catalog.STATUS_INDEX
     assert [k["AttributeName"] for k in index["KeySchema"]] == [
         "overall_processing_status",
         "updated_at",
