@@ -83,10 +83,16 @@ class ImageRecord(BaseModel):
     metadata_extraction_status: str | None = None
     labels_status: Literal["COMPLETED", "SKIPPED", "FAILED"] | None = None
     labels_source: str | None = Field(None, description="`s3` or `thumbnail`.")
-    rekognition_error: str | None = None
+    rekognition_error: str | None = Field(
+        None, description="Why labelling failed: a sentence naming Rekognition's error code."
+    )
     labels_skipped_reason: str | None = None
     error_type: str | None = Field(None, examples=["NotAnImage"])
-    error_message: str | None = None
+    error_message: str | None = Field(
+        None,
+        description="Why it failed: the pipeline's own reason for a rejected image, otherwise "
+        "a sentence chosen by `error_type`; the details are in the flow run's log in Prefect.",
+    )
     failed_step: str | None = Field(None, examples=["validate"])
     etag: str | None = Field(None, description="ETag of the object version the item describes.")
     source_last_modified: float | None = Field(None, description="That version's epoch seconds.")

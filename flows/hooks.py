@@ -3,6 +3,9 @@
 They run after the flow's last retry (`on_completion`, `on_failure`) or, for a crash,
 in the worker after the flow-run process died (`on_crashed`). A hook that raises is
 logged by Prefect; nothing here hides an error.
+
+The item and the notice get a sentence chosen by the error's type (`describe_error`); the
+error itself, or the state's message, goes to the flow run's log in Prefect.
 """
 
 from __future__ import annotations
@@ -11,10 +14,11 @@ import logging
 from typing import Any
 
 from prefect.client.schemas.objects import FlowRun
+from prefect.logging.loggers import flow_run_logger
 from prefect.states import State
 
 from image_pipeline import notify, records
-from image_pipeline.errors import describe_error
+from image_pipeline.errors import describe_error, describe_run_end, log_error
 from image_pipeline.runs import SETTLE_SECONDS, failed_step
 from image_pipeline.sources import normalize_etag
 from tasks.pipeline import failure_fields
@@ -36,16 +40,19 @@ def notify_success(flow: Any, flow_run: FlowRun, state: State) -> None:
 async def record_failure(flow: Any, flow_run: FlowRun, state: State) -> None:
     # The flow is async, so its state's result is read the async way.
     error = await state.aresult(raise_on_failure=False)
+    run_log = flow_run_logger(flow_run, flow)
     if isinstance(error, BaseException):
+        log_error(run_log, error, "The run failed")
         _record_and_notify(flow_run, *describe_error(error), error=error)
     else:
-        _record_and_notify(flow_run, "FlowFailed", state.message or "The flow run failed.")
+        run_log.error("The run failed: %s", state.message)
+        _record_and_notify(flow_run, "FlowFailed", describe_run_end("FlowFailed"))
 
 
 def record_crash(flow: Any, flow_run: FlowRun, state: State) -> None:
+    flow_run_logger(flow_run, flow).error("The run crashed: %s", state.message)
     # The dead process sends no more task states: the records are as settled as they get.
-    message = state.message or "The flow-run process crashed."
-    _record_and_notify(flow_run, "Crashed", message, settle_seconds=0)
+    _record_and_notify(flow_run, "Crashed", describe_run_end("Crashed"), settle_seconds=0)
 
 
 def _record_and_notify(

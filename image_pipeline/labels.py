@@ -7,8 +7,9 @@ reference when it fits; otherwise the largest JPEG/PNG thumbnail that fits is se
 bytes; when neither fits, labelling is skipped with the reason.
 
 A permanent Rekognition error (a refused image, missing permission) is recorded in the
-result and does not fail the image. A transient one (throttling, 5xx, a lost
-connection) is raised, so that the task retries it.
+result, as a sentence that names its code, and does not fail the image; the error's own
+text goes to the run's log. A transient one (throttling, 5xx, a lost connection) is
+raised, so that the task retries it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from image_pipeline.aws import client, error_code, is_transient
+from image_pipeline.errors import describe_error, run_logger
 from image_pipeline.models import DecodedImage, Labels, SourceObject, Thumbnail
 from image_pipeline.settings import get_settings
 
@@ -31,6 +33,15 @@ MAX_S3_OBJECT_BYTES = 15_000_000
 MAX_IMAGE_BYTES = 5_242_880  # the documented length limit of Image.Bytes
 MIN_SIDE = 80
 MAX_SIDE = 10_000
+
+# Rekognition's documented refusals of an image, as users are told them; its other errors
+# (no permission, say) are told as any AWS error is (`describe_error`).
+REFUSALS = {
+    "InvalidImageFormatException": "Rekognition cannot read the image's format",
+    "ImageTooLargeException": "The image is too large for Rekognition",
+    "InvalidParameterException": "Rekognition refused the request for this image",
+    "InvalidS3ObjectException": "Rekognition could not read the image from S3",
+}
 
 OFF_REASON = (
     "Label detection is off (IMAGE_PIPELINE_LABELS=off, or auto with a local emulator, "
@@ -73,7 +84,8 @@ def detect_labels_with(
     except (ClientError, BotoCoreError) as exc:
         if is_transient(exc):
             raise
-        return Labels(status="FAILED", error=_describe(exc), source=input_source)
+        run_logger(__name__).warning("Rekognition failed for %r: %s", source.key, exc)
+        return Labels(status="FAILED", error=describe_rekognition_error(exc), source=input_source)
     return Labels(
         status="COMPLETED",
         labels=[
@@ -123,11 +135,12 @@ def _thumbnail_bytes(
     return None, skipped
 
 
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, ClientError):
-        message = exc.response.get("Error", {}).get("Message") or str(exc)
-        return f"{error_code(exc)}: {message}"
-    return f"{type(exc).__name__}: {exc}"
+def describe_rekognition_error(exc: BaseException) -> str:
+    """`rekognition_error`: a sentence that names the error code, never Rekognition's text."""
+    code = error_code(exc)
+    if code in REFUSALS:
+        return f"{REFUSALS[code]} ({code})."
+    return describe_error(exc)[1]
 
 
 def _fetch_thumbnail(thumb: Thumbnail) -> bytes:

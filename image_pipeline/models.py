@@ -96,7 +96,7 @@ class Labels(BaseModel):
     status: str  # "COMPLETED", "SKIPPED" or "FAILED"
     labels: list[dict[str, Any]] = []  # [{"Name": str, "Confidence": float}]
     source: str | None = None  # "s3" or "thumbnail"
-    error: str | None = None  # the Rekognition error, recorded, never swallowed
+    error: str | None = None  # the Rekognition error (a sentence naming its code), never swallowed
     reason: str | None = None  # why labelling was skipped
 
 

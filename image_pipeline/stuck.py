@@ -5,6 +5,10 @@ DynamoDB is unavailable for the rest of the run, the failure hook cannot write F
 either; when the flow-run process dies and no worker runs its crash hook, nothing does.
 An image has no item at all when its run crashed before recording anything (say the
 worker could not start it because the Prefect server answered 503 under load).
+
+The reason recorded names the run (its name and id) and how it ended, never its state's
+message, which may carry an exception's text: that stays in Prefect, and the reconciling
+run logs it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 from prefect.client.schemas.objects import FlowRun, StateType
 from pydantic import BaseModel
 
+from image_pipeline.errors import describe_run_end
 from image_pipeline.runs import failed_step
 
 # error_type recorded for each final state of the run that left the image PROCESSING.
@@ -56,14 +61,13 @@ class Lost(BaseModel):
 
     @classmethod
     def from_run(cls, run: FlowRun) -> Lost:
-        reason = (run.state.message if run.state else None) or "The flow run crashed."
         return cls(
             key=run.parameters["key"],
             bucket=run.parameters["bucket"],
             etag=run.parameters.get("etag"),
             flow_run_id=str(run.id),
-            message=f"{reason} (Flow run {run.name!r} ({run.id}) crashed before it recorded "
-            f"anything for the image; {RECORDED_BY}.)",
+            message=f"{describe_run_end('Crashed')} (Flow run {run.name!r} ({run.id}) crashed "
+            f"before it recorded anything for the image; {RECORDED_BY}.)",
         )
 
 
@@ -90,14 +94,12 @@ def verdict_on(flow_run_id: str, run: FlowRun | None) -> Verdict:
     state = run.state
     if state is None or state.type not in ERROR_TYPES:
         return Verdict(run_state=state.name if state else "unknown", finished=False)
-    detail = state.message or f"The flow run ended {state.name}."
-    if state.type == StateType.COMPLETED:
-        detail = "The flow run completed without recording a result for the image."
+    error_type = ERROR_TYPES[state.type]
     return Verdict(
         run_state=state.name,
         finished=True,
-        error_type=ERROR_TYPES[state.type],
-        message=f"{detail} (Flow run {run.name!r} ({run.id}) ended {state.name} and left "
-        f"the image PROCESSING; {RECORDED_BY}.)",
+        error_type=error_type,
+        message=f"{describe_run_end(error_type)} (Flow run {run.name!r} ({run.id}) ended "
+        f"{state.name} and left the image PROCESSING; {RECORDED_BY}.)",
         failed_step=failed_step(run, settle_seconds=0),  # long over: as recorded
     )

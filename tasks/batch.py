@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 
 from image_pipeline import records
 from image_pipeline.aws import is_transient
-from image_pipeline.errors import Superseded, describe_error
+from image_pipeline.errors import Superseded, describe_error, log_error, run_logger
 from image_pipeline.models import ImageWork, SourceObject
 from image_pipeline.outcomes import Outcome
 from tasks.pipeline import STEPS, Step, is_done
@@ -41,6 +41,7 @@ def process_one(source: SourceObject, run_id: str, *, force: bool = False) -> Ou
 def _record_failure(work: ImageWork, step: Step, exc: Exception) -> Outcome:
     error_type, message = describe_error(exc)
     source = work.source
+    log_error(run_logger(__name__), exc, f"{source.key} failed at step {step.name}")
     records.mark_failed(
         source.bucket,
         source.key,

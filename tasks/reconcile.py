@@ -10,6 +10,7 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import FlowRun
 
 from image_pipeline import catalog, notify, records
 from image_pipeline.outcomes import Outcome, RunRef
@@ -35,10 +36,14 @@ def judge_runs(images: list[Stuck]) -> dict[str, Verdict]:
     """A verdict per flow run id the images name, from the Prefect server."""
     with get_client(sync_client=True) as client:
         runs = runs_by_id(client, [image.flow_run_id for image in images])
-    return {
+    verdicts = {
         image.flow_run_id: verdict_on(image.flow_run_id, runs.get(image.flow_run_id))
         for image in images
     }
+    for run_id, verdict in verdicts.items():
+        if verdict.finished and run_id in runs:
+            _log_end(runs[run_id])
+    return verdicts
 
 
 @task(name="settle-stuck-image", **TRANSIENT_RETRIES, cache_policy=NO_CACHE, persist_result=False)
@@ -92,6 +97,7 @@ def settle_lost(image: Lost, dry_run: bool) -> Outcome | None:
     """FAILED for an image that has no item; None when it has one by now."""
     with get_client(sync_client=True) as prefect:
         run = prefect.read_flow_run(uuid.UUID(image.flow_run_id))
+    _log_end(run)
     outcome = Outcome(
         key=image.key,
         action=WOULD_MARK,
@@ -115,6 +121,18 @@ def settle_lost(image: Lost, dry_run: bool) -> Outcome | None:
         return None
     _publish_failure(item, outcome, image.message)
     return outcome.model_copy(update={"action": MARKED})
+
+
+def _log_end(run: FlowRun) -> None:
+    """The run's final state message, which the item and the notice leave out, for operators."""
+    state = run.state
+    get_run_logger().info(
+        "Flow run %r (%s) ended %s: %s",
+        run.name,
+        run.id,
+        state.name if state else "unknown",
+        (state.message if state else None) or "(no message)",
+    )
 
 
 def _publish_failure(item: dict[str, Any], outcome: Outcome, message: str) -> None:

@@ -38,3 +38,21 @@ def test_backfill_processes_every_object_under_the_prefix(upload, configure) -> 
 
 def test_backfill_of_an_empty_prefix_does_nothing() -> None:
     assert backfill(prefix=f"uploads/nothing-{uuid.uuid4().hex}/") == {}
+
+
+def test_a_failed_image_is_told_by_its_type_and_logged_in_full(upload, configure, caplog) -> None:
+    key = f"uploads/backfill-{uuid.uuid4().hex[:6]}/photo.jpg"
+    upload(key, SAMPLES["photo.jpg"])
+    configure(thumbnails_bucket="no-such-bucket")
+
+    assert backfill(prefix=key) == {"FAILED": 1}
+
+    item = read_item(key)
+    assert (item["error_type"], item["failed_step"]) == ("NoSuchBucket", "thumbnails")
+    assert item["error_message"] == (
+        "A bucket, table, topic or object the pipeline needs does not exist (NoSuchBucket); "
+        "an operator can find the details in the run's log."
+    )
+    [logged] = [r for r in caplog.records if r.getMessage().startswith(f"{key} failed at step")]
+    assert logged.name == "prefect.task_runs"  # the batch task's log in Prefect
+    assert "thumbnails: NoSuchBucket: An error occurred (NoSuchBucket)" in logged.getMessage()

@@ -11,6 +11,7 @@ from prefect.states import Completed, Crashed
 
 from flows.hooks import notify_success, record_crash
 from flows.process_image import process_image
+from image_pipeline.errors import describe_run_end
 from image_pipeline.records import read_item
 from image_pipeline.settings import get_settings
 from tests import images
@@ -25,7 +26,7 @@ def about(notices: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
 
 
 def test_a_crash_before_any_step_is_recorded_and_announced(
-    upload: Callable[[str, bytes], str], notifications: Callable[[], list[dict[str, Any]]]
+    upload: Callable[[str, bytes], str], notifications: Callable[[], list[dict[str, Any]]], caplog
 ) -> None:
     key = unique_key("crashed.png")
     parameters = {"bucket": get_settings().uploads_bucket, "key": key, "etag": upload(key, b"x")}
@@ -37,9 +38,14 @@ def test_a_crash_before_any_step_is_recorded_and_announced(
     item = read_item(key)
     assert item and item["overall_processing_status"] == "FAILED"
     assert (item["error_type"], item["failed_step"]) == ("Crashed", "flow")
-    assert item["error_message"] == "The process was killed."
+    assert item["error_message"] == describe_run_end("Crashed")
     [notice] = about(notifications(), key)
     assert notice["MessageAttributes"]["processing_status"]["Value"] == "FAILURE"
+    assert describe_run_end("Crashed") in notice["Message"]
+    # The state's message goes to the run's log, not to the item or the notice.
+    assert "killed" not in notice["Message"]
+    [logged] = [r for r in caplog.records if r.getMessage().endswith("The process was killed.")]
+    assert (logged.name, logged.flow_run_id) == ("prefect.flow_runs", str(run.id))
 
 
 def test_only_the_run_that_wrote_the_result_announces_it(

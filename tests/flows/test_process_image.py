@@ -194,14 +194,26 @@ def test_labels_are_recorded_when_rekognition_answers(upload, configure, fake_re
     assert fake_rekognition.requests[-1].image_source == "S3Object"
 
 
-def test_rekognition_error_is_recorded_not_swallowed(upload, configure, fake_rekognition):
+def test_rekognition_error_is_recorded_not_swallowed(
+    upload, configure, fake_rekognition, caplog
+) -> None:
     configure(labels="rekognition", rekognition_endpoint_url=fake_rekognition.url)
-    fake_rekognition.fail_next(1, code="AccessDeniedException")
+    denial = (
+        "User: arn:aws:sts::123456789012:assumed-role/image-pipeline-worker/i-0abc is not "
+        "authorized to perform: rekognition:DetectLabels"
+    )
+    fake_rekognition.fail_next(1, code="AccessDeniedException", message=denial)
     state, item = run(unique_key("photo.jpg"), SAMPLES["photo.jpg"], upload)
 
     assert state.is_completed()  # thumbnails and metadata are still worth having
     assert item["labels_status"] == "FAILED"
-    assert item["rekognition_error"].startswith("AccessDeniedException")
+    # A sentence naming the code; Rekognition's own text (the role, the account) is logged.
+    assert item["rekognition_error"] == (
+        "The pipeline is not allowed to read or write a resource it needs "
+        "(AccessDeniedException); an operator can find the details in the run's log."
+    )
+    [logged] = [r for r in caplog.records if denial in r.getMessage()]
+    assert logged.name == "prefect.task_runs" and logged.task_run_name.startswith("labels-")
 
 
 def test_failure_in_a_later_step_names_that_step(upload, configure, notifications):
@@ -212,6 +224,10 @@ def test_failure_in_a_later_step_names_that_step(upload, configure, notification
     assert state.is_failed()
     assert item["overall_processing_status"] == "FAILED"
     assert (item["failed_step"], item["error_type"]) == ("thumbnails", "NoSuchBucket")
+    assert item["error_message"] == (
+        "A bucket, table, topic or object the pipeline needs does not exist (NoSuchBucket); "
+        "an operator can find the details in the run's log."
+    )  # which bucket is for the run's log
     assert "validation_status" not in item or item["validation_status"] != "INVALID"
     [notice] = notifications()
     assert notice["MessageAttributes"]["failed_step"]["Value"] == "thumbnails"

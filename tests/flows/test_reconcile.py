@@ -6,6 +6,7 @@ state under test (crashed, failed, cancelled, completed, running, scheduled).
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -20,6 +21,7 @@ import flows.reconcile
 from flows.process_image import process_image
 from flows.reconcile import reconcile_stuck_images
 from image_pipeline.aws import client
+from image_pipeline.errors import describe_run_end
 from image_pipeline.models import SourceObject
 from image_pipeline.outcomes import Summary
 from image_pipeline.records import mark_processing, read_item, to_dynamo
@@ -71,7 +73,7 @@ def by_key(summary: Summary) -> dict[str, tuple[str, str | None]]:
 
 
 def test_marks_images_of_finished_runs_failed_and_leaves_the_rest(
-    prefix: str, notifications: Callable[[], list[dict[str, Any]]]
+    prefix: str, notifications: Callable[[], list[dict[str, Any]]], caplog
 ) -> None:
     finished = {
         "crashed.jpg": (Crashed(message="Process exited with code 137."), "Crashed"),
@@ -86,7 +88,8 @@ def test_marks_images_of_finished_runs_failed_and_leaves_the_rest(
     stuck(prefix + "scheduled.jpg", flow_run_in(Scheduled(), prefix + "scheduled.jpg"))
     fresh = stuck(prefix + "fresh.jpg", flow_run_in(Crashed(), prefix + "fresh.jpg"), 1)
 
-    state = reconcile_stuck_images(key_prefix=prefix, return_state=True)
+    with caplog.at_level(logging.INFO):
+        state = reconcile_stuck_images(key_prefix=prefix, return_state=True)
     summary = state.result()
 
     expected = {prefix + name: ("marked FAILED", error) for name, (_, error) in finished.items()}
@@ -104,8 +107,17 @@ def test_marks_images_of_finished_runs_failed_and_leaves_the_rest(
             assert "recorded by reconcile-stuck-images" in item["error_message"]
         else:
             assert item["overall_processing_status"] == "PROCESSING"
-    assert "exited with code 137" in read_item(prefix + "crashed.jpg")["error_message"]
-    assert "ServiceUnavailable" in read_item(prefix + "failed.jpg")["error_message"]
+    for name, (run_state, error_type) in finished.items():
+        item = read_item(prefix + name)
+        assert item["error_message"] == (
+            f"{describe_run_end(error_type)} (Flow run {prefix + name!r} ({item['flow_run_id']}) "
+            f"ended {run_state.name} and left the image PROCESSING; "
+            "recorded by reconcile-stuck-images.)"
+        )
+        # The run's own message stays in Prefect and in the reconciling run's log.
+        if run_state.message:
+            assert run_state.message not in item["error_message"]
+            assert f"ended {run_state.name}: {run_state.message}" in caplog.text
     assert "unknown to the Prefect server" in read_item(prefix + "unknown.jpg")["error_message"]
     assert read_item(prefix + "fresh.jpg")["updated_at"] == fresh
 
@@ -191,7 +203,7 @@ def test_the_age_threshold_is_a_parameter(prefix: str) -> None:
 
 
 def test_records_the_image_of_a_run_that_crashed_before_it_started(
-    prefix: str, notifications: Callable[[], list[dict[str, Any]]]
+    prefix: str, notifications: Callable[[], list[dict[str, Any]]], caplog
 ) -> None:
     lost, recorded = prefix + "lost.jpg", prefix + "recorded.jpg"
     refused = "Failed to submit flow run to infrastructure: Server error '503 Service Unavailable'"
@@ -203,14 +215,19 @@ def test_records_the_image_of_a_run_that_crashed_before_it_started(
         lost: ("would mark FAILED", "Crashed")
     }
     assert read_item(lost) is None
-    summary = reconcile_stuck_images(key_prefix=prefix)
+    with caplog.at_level(logging.INFO):
+        summary = reconcile_stuck_images(key_prefix=prefix)
 
     assert by_key(summary) == {lost: ("marked FAILED", "Crashed")}
     item = read_item(lost)
     assert item and item["overall_processing_status"] == "FAILED"
     assert item["error_type"] == "Crashed" and item["failed_step"] == "flow"
     assert item["flow_run_id"] == lost_run and item["etag"] == ETAG
-    assert "503 Service Unavailable" in item["error_message"]
+    assert item["error_message"] == (
+        f"{describe_run_end('Crashed')} (Flow run {lost!r} ({lost_run}) crashed before it "
+        "recorded anything for the image; recorded by reconcile-stuck-images.)"
+    )
+    assert f"({lost_run}) ended Crashed: {refused}" in caplog.text  # for operators only
     assert read_item(recorded)["overall_processing_status"] == "PROCESSING"
     assert [n["MessageAttributes"]["imageId"]["Value"] for n in notifications()] == [lost]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -359,23 +360,48 @@ def test_auto_with_a_rekognition_endpoint_labels(
 
 
 @pytest.mark.parametrize(
-    "code",
+    ("code", "told"),
     [
-        "InvalidImageFormatException",
-        "ImageTooLargeException",
-        "InvalidParameterException",
-        "InvalidS3ObjectException",
-        "AccessDeniedException",
+        ("InvalidImageFormatException", "Rekognition cannot read the image's format"),
+        ("ImageTooLargeException", "The image is too large for Rekognition"),
+        ("InvalidParameterException", "Rekognition refused the request for this image"),
+        ("InvalidS3ObjectException", "Rekognition could not read the image from S3"),
     ],
 )
-def test_permanent_error_is_recorded_as_failed(rekognition: FakeRekognition, code: str) -> None:
+def test_permanent_error_is_recorded_as_failed(
+    rekognition: FakeRekognition, code: str, told: str, caplog
+) -> None:
     rekognition.fail_next(1, code, message="refused for the test")
     source = upload("uploads/labels/refused.jpg", encode((100, 100), "JPEG"))
 
     result = detect_labels(source, decoded("JPEG", 100, 100), [])
 
-    assert result == Labels(status="FAILED", error=f"{code}: refused for the test", source="s3")
+    assert result == Labels(status="FAILED", error=f"{told} ({code}).", source="s3")
     assert len(rekognition.requests) == 1  # not retried
+    # Rekognition's own text is logged, not recorded.
+    assert f"({code}) when calling the DetectLabels operation: refused for the test" in caplog.text
+
+
+def test_missing_permission_is_recorded_without_rekognitions_text(
+    rekognition: FakeRekognition, caplog
+) -> None:
+    denial = (
+        "User: arn:aws:sts::123456789012:assumed-role/worker/x is not authorized to perform: "
+        "rekognition:DetectLabels"
+    )
+    rekognition.fail_next(1, "AccessDeniedException", message=denial)
+    source = upload("uploads/labels/denied.jpg", encode((100, 100), "JPEG"))
+
+    result = detect_labels(source, decoded("JPEG", 100, 100), [])
+
+    assert result == Labels(
+        status="FAILED",
+        error="The pipeline is not allowed to read or write a resource it needs "
+        "(AccessDeniedException); an operator can find the details in the run's log.",
+        source="s3",
+    )
+    [logged] = [r for r in caplog.records if denial in r.getMessage()]
+    assert logged.levelno == logging.WARNING and "uploads/labels/denied.jpg" in logged.getMessage()
 
 
 def test_missing_s3_object_fails_with_invalid_s3_object(rekognition: FakeRekognition) -> None:
@@ -390,7 +416,9 @@ def test_missing_s3_object_fails_with_invalid_s3_object(rekognition: FakeRekogni
     result = detect_labels(source, decoded("JPEG", 100, 100), [])
 
     assert result.status == "FAILED"
-    assert (result.error or "").startswith("InvalidS3ObjectException: Unable to get object")
+    assert (
+        result.error == "Rekognition could not read the image from S3 (InvalidS3ObjectException)."
+    )
 
 
 def test_content_that_is_not_jpeg_fails_with_invalid_image_format(
@@ -402,7 +430,9 @@ def test_content_that_is_not_jpeg_fails_with_invalid_image_format(
     result = detect_labels(source, decoded("JPEG", 100, 100), [])
 
     assert result.status == "FAILED"
-    assert (result.error or "").startswith("InvalidImageFormatException:")
+    assert (
+        result.error == "Rekognition cannot read the image's format (InvalidImageFormatException)."
+    )
 
 
 @pytest.mark.usefixtures("no_botocore_backoff")
@@ -572,6 +602,8 @@ def test_prefect_retries_a_persistent_throttle_and_not_a_refusal(
     rekognition.reset()
     rekognition.fail_next(1, "InvalidImageFormatException", message="nope")
     assert label_once() == Labels(
-        status="FAILED", error="InvalidImageFormatException: nope", source="s3"
+        status="FAILED",
+        error="Rekognition cannot read the image's format (InvalidImageFormatException).",
+        source="s3",
     )
     assert len(rekognition.requests) == 1

@@ -3,6 +3,7 @@
     with fail_next("dynamodb", 4, "UpdateItem") as fault:   # the next 4 UpdateItem calls: 503
         ...
     assert fault.failed == 4
+    with fail_next("s3", 1, "GetObject", code="AccessDenied", message="...", status=403): ...
 
 The answer goes through botocore's own error handling and retries, exactly as a real
 `503 ServiceUnavailable` does (the same mechanism as `image_pipeline.aws.inject_faults`, with a
@@ -11,11 +12,13 @@ body in the service's protocol so the error code is the real one, not "503").
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from xml.sax.saxutils import escape
 
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
@@ -25,24 +28,26 @@ from image_pipeline.aws import client
 FOREVER = 10**9
 
 _MESSAGE = "Service is unable to handle request."
-_BODIES: dict[str, tuple[str, bytes]] = {
-    "rest-xml": (
+
+
+def _error_body(protocol: str, code: str, message: str) -> tuple[str, bytes]:
+    """(Content-Type, body) of an error answer in the service's protocol."""
+    if protocol == "json":
+        text = json.dumps(
+            {"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": message}
+        )
+        return "application/x-amz-json-1.0", text.encode()
+    error = f"<Code>{escape(code)}</Code><Message>{escape(message)}</Message>"
+    if protocol == "query":
+        return "text/xml", (
+            f"<ErrorResponse><Error><Type>Receiver</Type>{error}</Error>"
+            "<RequestId>fault</RequestId></ErrorResponse>"
+        ).encode()
+    assert protocol == "rest-xml", protocol
+    return (
         "application/xml",
-        b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>ServiceUnavailable</Code>"
-        b"<Message>" + _MESSAGE.encode() + b"</Message></Error>",
-    ),
-    "query": (
-        "text/xml",
-        b"<ErrorResponse><Error><Type>Receiver</Type><Code>ServiceUnavailable</Code>"
-        b"<Message>" + _MESSAGE.encode() + b"</Message></Error>"
-        b"<RequestId>fault</RequestId></ErrorResponse>",
-    ),
-    "json": (
-        "application/x-amz-json-1.0",
-        b'{"__type":"com.amazonaws.dynamodb.v20120810#ServiceUnavailable",'
-        b'"message":"' + _MESSAGE.encode() + b'"}',
-    ),
-}
+        f"<?xml version='1.0' encoding='UTF-8'?><Error>{error}</Error>".encode(),
+    )
 
 
 class _Body:
@@ -54,7 +59,7 @@ class _Body:
 
 
 class Fault:
-    """Lets `after` matching calls through, then answers `count` with 503 ServiceUnavailable."""
+    """Lets `after` matching calls through, then answers `count` with the error."""
 
     def __init__(self, count: int, after: int = 0) -> None:
         self.before = after
@@ -84,19 +89,27 @@ class Fault:
 
 @contextmanager
 def fail_next(
-    service: str, count: int = FOREVER, operation: str | None = None, *, after: int = 0
+    service: str,
+    count: int = FOREVER,
+    operation: str | None = None,
+    *,
+    after: int = 0,
+    code: str = "ServiceUnavailable",
+    message: str = _MESSAGE,
+    status: int = 503,
 ) -> Iterator[Fault]:
     """While inside, the next `count` calls of `service` (only `operation`, if given) fail,
-    once `after` of them went through."""
+    once `after` of them went through: by default 503 ServiceUnavailable, or the error
+    `code` with `message` and HTTP `status` (say 403 AccessDenied)."""
     aws = client(service)
-    content_type, body = _BODIES[aws.meta.service_model.protocol]
+    content_type, body = _error_body(aws.meta.service_model.protocol, code, message)
     fault = Fault(count, after)
 
     def answer(request: Any, **_: Any) -> AWSResponse | None:
         if not fault._take():
             return None
         headers = {"Content-Type": content_type, "Content-Length": str(len(body))}
-        return AWSResponse(request.url, 503, headers, _Body(body))
+        return AWSResponse(request.url, status, headers, _Body(body))
 
     event = f"before-send.{aws.meta.service_model.service_id.hyphenize()}"
     event += f".{operation}" if operation else ""

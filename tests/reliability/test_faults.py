@@ -17,6 +17,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
 from flows.reconcile import reconcile_stuck_images
+from image_pipeline.errors import describe_run_end
 from image_pipeline.records import read_item
 from tests import images
 from tests.reliability.conftest import (
@@ -95,7 +96,9 @@ def test_s3_down_for_the_whole_run_fails_with_the_reason_and_a_rerun_completes(
         assert task_runs(state)["validate"].run_count == 5  # the first try and 4 retries
         assert item and item["overall_processing_status"] == "FAILED"
         assert (item["error_type"], item["failed_step"]) == ("ServiceUnavailable", "validate")
-        assert "GetObject" in item["error_message"]
+        assert item["error_message"] == (
+            "An AWS service was unavailable after retries (ServiceUnavailable)."
+        )
         assert item.get("validation_status") != "INVALID"  # nothing is wrong with the image
         [notice] = notices.wait_for(key, settle=False)
         assert "ServiceUnavailable" in notice["Message"]
@@ -123,7 +126,9 @@ def test_dynamodb_down_for_the_rest_of_the_run_is_reconciled_once_it_is_back(
         assert notices.wait_for(key, settle=False, timeout=1) == []
         fault.restore()
 
-    summary = reconcile_stuck_images(older_than_minutes=0, key_prefix=prefix)
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        summary = reconcile_stuck_images(older_than_minutes=0, key_prefix=prefix)
 
     assert [(o.key, o.action, o.error_type) for o in summary.outcomes] == [
         (key, "marked FAILED", "FlowFailed")
@@ -131,7 +136,11 @@ def test_dynamodb_down_for_the_rest_of_the_run_is_reconciled_once_it_is_back(
     failed = read_item(key)
     assert failed and failed["overall_processing_status"] == "FAILED"
     assert (failed["error_type"], failed["failed_step"]) == ("FlowFailed", "store")
-    assert "ServiceUnavailable" in failed["error_message"]
+    assert failed["error_message"].startswith(describe_run_end("FlowFailed"))
+    # The run's own reason (its state's message) is in the reconciling run's log, not the item.
+    assert "ServiceUnavailable" not in failed["error_message"]
+    [reason] = [r.getMessage() for r in caplog.records if " ended Failed: " in r.getMessage()]
+    assert "(ServiceUnavailable) when calling the UpdateItem operation" in reason
     assert failed["flow_run_id"] == str(state.state_details.flow_run_id)
     [notice] = notices.wait_for(key, settle=False)
     assert notice["MessageAttributes"]["failed_step"]["Value"] == "store"
