@@ -12,8 +12,13 @@ import pytest
 from botocore.retries.standard import ExponentialBackoff
 from PIL import Image
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from prefect.client.schemas.objects import TaskRun
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterId,
+    LogFilter,
+    LogFilterFlowRunId,
+)
+from prefect.client.schemas.objects import Log, TaskRun
 
 import flows.process_image
 from image_pipeline import notify
@@ -69,6 +74,15 @@ def task_runs(state: Any) -> dict[str, TaskRun]:
             )
         )
     return {run.name.rsplit("-", 1)[0]: run for run in runs}
+
+
+def run_logs(*run_ids: Any) -> list[Log]:
+    """The logs of these flow runs (their tasks' included) that reached the Prefect API;
+    they arrive in batches, so wait for the line you expect (`wait_until`)."""
+    with get_client(sync_client=True) as prefect:
+        return prefect.read_logs(
+            log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=list(run_ids)))
+        )
 
 
 def wait_until(condition: Callable[[], Any], *, timeout: float, what: str) -> Any:

@@ -14,13 +14,11 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
 from image_pipeline.settings import get_settings
 from tests import images
 from tests.api.conftest import serve
-from tests.reliability.conftest import Notices, put_upload, run, wait_until
+from tests.reliability.conftest import Notices, put_upload, run, run_logs, wait_until
 from tests.reliability.faults import fail_next
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "aws_stack")
@@ -85,11 +83,9 @@ def test_access_denied_is_told_by_its_type_and_logged_in_full(notices: Notices) 
     run_id = state.state_details.flow_run_id
 
     def hook_line() -> list[str]:
-        with get_client(sync_client=True) as prefect:
-            logs = prefect.read_logs(
-                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id]))
-            )
-        return [log.message for log in logs if log.message.startswith("The run failed:")]
+        return [
+            log.message for log in run_logs(run_id) if log.message.startswith("The run failed:")
+        ]
 
     [line] = wait_until(hook_line, timeout=15, what="the hook's line in the run's log")
     assert line.startswith("The run failed: AccessDenied: An error occurred (AccessDenied)")

@@ -13,8 +13,6 @@ import logging
 import uuid
 
 import pytest
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
 from flows.reconcile import reconcile_stuck_images
 from image_pipeline.errors import describe_run_end
@@ -24,6 +22,7 @@ from tests.reliability.conftest import (
     Notices,
     put_upload,
     run,
+    run_logs,
     task_runs,
     thumbnail_objects,
     unique_key,
@@ -167,10 +166,6 @@ def test_sns_down_never_fails_a_run_nor_loses_its_record(notices: Notices, caplo
     run_id = good_state.state_details.flow_run_id
 
     def hook_error_logged() -> bool:
-        with get_client(sync_client=True) as prefect:
-            logs = prefect.read_logs(
-                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id]))
-            )
-        return any("running hook 'notify_success'" in log.message for log in logs)
+        return any("running hook 'notify_success'" in log.message for log in run_logs(run_id))
 
     wait_until(hook_error_logged, timeout=15, what="the hook's error in the flow run's logs")

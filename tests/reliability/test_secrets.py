@@ -19,13 +19,11 @@ from prefect.client.schemas.filters import (
     ArtifactFilterFlowRunId,
     FlowRunFilter,
     FlowRunFilterId,
-    LogFilter,
-    LogFilterFlowRunId,
 )
 
 from image_pipeline.aws import client
 from tests import images
-from tests.reliability.conftest import Notices, run, unique_key, wait_until
+from tests.reliability.conftest import Notices, run, run_logs, unique_key, wait_until
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "aws_stack")
 
@@ -60,10 +58,7 @@ def test_secrets_appear_nowhere(monkeypatch, configure, caplog, notices: Notices
         )
 
     def logs() -> list:
-        with get_client(sync_client=True) as prefect:
-            found = prefect.read_logs(
-                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=run_ids))
-            )
+        found = run_logs(*run_ids)
         # Logs reach the API in batches: wait for the failed run's hook to be there.
         return found if any("record_failure" in log.message for log in found) else []
 
