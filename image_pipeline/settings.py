@@ -81,6 +81,13 @@ class Settings(BaseSettings):
         75.0, ge=0, le=100, description="MinConfidence for detect_labels."
     )
 
+    # --- Privacy -----------------------------------------------------------------------
+    record_gps: bool = Field(
+        False,
+        description="Record the EXIF GPS position (`gps_*`) in the item. Off: where a photo "
+        "was taken never reaches the table, the API or the report.",
+    )
+
     # --- Chaos testing ---------------------------------------------------------------
     fault_rate: float = Field(
         0.0,
