@@ -106,8 +106,8 @@ class Settings(BaseSettings):
         262_144, gt=0, description="Largest webhook body accepted (EventBridge events are <256 KB)."
     )
     cors_origins: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["*"],
-        description="Origins allowed by CORS, comma-separated (`*` like the original).",
+        default_factory=list,
+        description="Origins allowed by CORS, comma-separated; none by default (`*`: any).",
     )
     api_host: str = Field("127.0.0.1", description="Interface the API binds to.")
 

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 from prefect.settings import get_current_settings
 
 from api.main import app
@@ -24,13 +25,13 @@ from image_pipeline.settings import get_settings
 
 
 @contextlib.contextmanager
-def serve() -> Iterator[str]:
+def serve(application: FastAPI = app) -> Iterator[str]:
     """Run the app in a background thread on a free port; yield its base URL."""
     # Bound here and handed to uvicorn, so no other process can take the port meanwhile.
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(application, log_config=None, lifespan="on"))
     # A thread starts with an empty context; run it in a copy of this one so that Prefect's
     # settings context (the test harness, `temporary_settings`) reaches the routes.
     context = contextvars.copy_context()

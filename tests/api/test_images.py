@@ -11,10 +11,12 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from api.main import create_app
 from deployments.local.processes import free_port
 from image_pipeline.aws import client
 from image_pipeline.records import to_dynamo
 from image_pipeline.settings import get_settings
+from tests.api.conftest import serve
 
 NOT_FOUND = {"message": "Image details not found for the given image identifier."}
 
@@ -210,16 +212,39 @@ def test_readyz_when_the_table_is_missing(api: str, configure: Callable[..., Non
     assert httpx.get(f"{api}/readyz").status_code == 503
 
 
-def test_cors_allows_any_origin_by_default(api: str) -> None:
-    origin = {"Origin": "https://example.com"}
+ORIGIN = "https://photos.example.com"
+
+
+def cross_origin(api: str) -> tuple[httpx.Response, httpx.Response]:
+    """A browser's read of the open route from ORIGIN, and its preflight."""
+    origin = {"Origin": ORIGIN}
     response = httpx.get(f"{api}/images/uploads/nope.jpg/status", headers=origin)
-    assert response.headers["access-control-allow-origin"] == "*"
     preflight = httpx.options(
         f"{api}/images/uploads/a.jpg/status",
         headers=origin | {"Access-Control-Request-Method": "GET"},
     )
+    return response, preflight
+
+
+def test_cors_allows_no_origin_by_default(api: str) -> None:
+    response, preflight = cross_origin(api)
+    assert response.status_code == 404  # answered, but a browser keeps it from the page
+    assert "access-control-allow-origin" not in response.headers
+    assert "access-control-allow-origin" not in preflight.headers
+
+
+@pytest.mark.parametrize(
+    ("configured", "allowed"), [(f"https://other.example.com, {ORIGIN}", ORIGIN), ("*", "*")]
+)
+def test_cors_allows_the_configured_origins(
+    aws_stack: str, configure: Callable[..., None], configured: str, allowed: str
+) -> None:
+    configure(cors_origins=configured)
+    with serve(create_app()) as api:  # the middleware reads the origins when the app is built
+        response, preflight = cross_origin(api)
+    assert response.headers["access-control-allow-origin"] == allowed
     assert preflight.status_code == 200
-    assert preflight.headers["access-control-allow-origin"] == "*"
+    assert preflight.headers["access-control-allow-origin"] == allowed
 
 
 @pytest.mark.parametrize(
