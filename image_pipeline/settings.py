@@ -99,8 +99,13 @@ class Settings(BaseSettings):
     # --- Event webhook and API -------------------------------------------------------
     webhook_api_key: SecretStr | None = Field(
         None,
-        description="Key that EventBridge's connection sends in the `x-api-key` header; the "
-        "webhook and the reprocess route refuse every request while it is unset.",
+        description="Key that EventBridge's connection sends in the `x-api-key` header; it "
+        "admits events only. The webhook refuses every request while it is unset.",
+    )
+    operator_api_key: SecretStr | None = Field(
+        None,
+        description="Key operators send as `Authorization: Bearer <key>` to read and list "
+        "records and to reprocess; those routes refuse every request while it is unset.",
     )
     webhook_max_body_bytes: int = Field(
         262_144, gt=0, description="Largest webhook body accepted (EventBridge events are <256 KB)."

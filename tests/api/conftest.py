@@ -64,6 +64,25 @@ def webhook_key(configure: Callable[..., None]) -> str:
     return key
 
 
+@pytest.fixture
+def operator_key(configure: Callable[..., None]) -> str:
+    key = f"operator-{uuid.uuid4().hex}"
+    configure(operator_api_key=key)
+    return key
+
+
+def bearer(key: str) -> dict[str, str]:
+    # An empty key is sent as `Bearer` alone: HTTP forbids the trailing space of `Bearer `.
+    return {"Authorization": f"Bearer {key}".rstrip()}
+
+
+@pytest.fixture
+def operator(api: str, operator_key: str) -> Iterator[httpx.Client]:
+    """A client of the app that sends the operator key."""
+    with httpx.Client(base_url=api, headers=bearer(operator_key), timeout=30) as client:
+        yield client
+
+
 def eventbridge_event(
     key: str,
     *,
