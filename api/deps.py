@@ -8,8 +8,9 @@ import logging
 from typing import Annotated
 
 from fastapi import Depends, Request, Security, status
-from fastapi.security import APIKeyHeader
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from prefect.settings import get_current_settings
+from pydantic import SecretStr
 
 from api.errors import ApiError
 from api.prefect_events import PrefectEvents
@@ -32,24 +33,61 @@ Prefect = Annotated[PrefectEvents, Depends(prefect_events)]
 _api_key_header = APIKeyHeader(
     name="x-api-key",
     auto_error=False,
-    description="IMAGE_PIPELINE_WEBHOOK_API_KEY: the EventBridge connection's key, which also "
-    "guards reprocessing.",
+    description="IMAGE_PIPELINE_WEBHOOK_API_KEY: the EventBridge connection's key. It admits "
+    "events and nothing else.",
 )
+_operator_bearer = HTTPBearer(
+    auto_error=False,
+    description="IMAGE_PIPELINE_OPERATOR_API_KEY, sent as `Authorization: Bearer <key>`: "
+    "reads and lists records and starts reprocessing.",
+)
+
+WEBHOOK_REFUSED = "Missing or invalid x-api-key header."
+OPERATOR_REFUSED = "Missing or invalid operator key: send Authorization: Bearer <key>."
+
+
+def _matches(sent: str | None, expected: str) -> bool:
+    # Bytes, because compare_digest refuses non-ASCII str; constant time against guessing.
+    return bool(expected) and hmac.compare_digest((sent or "").encode(), expected.encode())
+
+
+def _secret(value: SecretStr | None) -> str:
+    return value.get_secret_value() if value else ""
 
 
 def require_webhook_key(
     settings: SettingsDep, key: Annotated[str | None, Security(_api_key_header)]
 ) -> None:
     """401 unless `x-api-key` is the configured key; no key configured refuses everyone."""
-    expected = settings.webhook_api_key.get_secret_value() if settings.webhook_api_key else ""
+    expected = _secret(settings.webhook_api_key)
     if not expected:
         logger.warning("Request refused: IMAGE_PIPELINE_WEBHOOK_API_KEY is not set.")
-    # Bytes, because compare_digest refuses non-ASCII str; constant time against guessing.
-    if not expected or not hmac.compare_digest((key or "").encode(), expected.encode()):
-        raise ApiError(status.HTTP_401_UNAUTHORIZED, "Missing or invalid x-api-key header.")
+    if not _matches(key, expected):
+        raise ApiError(status.HTTP_401_UNAUTHORIZED, WEBHOOK_REFUSED)
 
 
 WebhookKey = Annotated[None, Depends(require_webhook_key)]
+
+
+def require_operator_key(
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_operator_bearer)],
+) -> None:
+    """401 unless the bearer token is the operator key; no key configured refuses everyone."""
+    expected = _secret(settings.operator_api_key)
+    if not expected:
+        logger.warning("Request refused: IMAGE_PIPELINE_OPERATOR_API_KEY is not set.")
+    elif hmac.compare_digest(expected.encode(), _secret(settings.webhook_api_key).encode()):
+        # The same key for both would hand EventBridge's connection every operator power.
+        logger.warning("Request refused: the operator key must differ from the webhook key.")
+        expected = ""
+    if not _matches(credentials.credentials if credentials else None, expected):
+        raise ApiError(
+            status.HTTP_401_UNAUTHORIZED, OPERATOR_REFUSED, headers={"WWW-Authenticate": "Bearer"}
+        )
+
+
+OperatorKey = Annotated[None, Depends(require_operator_key)]
 
 
 async def webhook_body(request: Request, settings: SettingsDep, _: WebhookKey) -> bytes:

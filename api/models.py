@@ -59,7 +59,9 @@ class ExtractedMetadata(BaseModel):
     mode: str | None = Field(None, examples=["RGB"])
     is_animated: bool | None = None
     frame_count: int | None = None
-    exif: dict[str, Any] | None = Field(None, description="Camera, date taken, orientation, GPS.")
+    exif: dict[str, Any] | None = Field(
+        None, description="Camera, date taken, orientation; GPS only when opted in."
+    )
     rekognition_labels: list[Label] | None = None
 
 

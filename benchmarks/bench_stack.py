@@ -511,7 +511,12 @@ def main() -> None:
         return run_soak(args.soak, args.worker_limit)
     limit = compute_limit()
     state = Path(tempfile.mkdtemp(prefix="bench-stack-"))
-    local = stack.Stack(ports=stack.Ports.free(), state=state, api_key=uuid.uuid4().hex)
+    local = stack.Stack(
+        ports=stack.Ports.free(),
+        state=state,
+        api_key=uuid.uuid4().hex,
+        operator_key=uuid.uuid4().hex,
+    )
     with stack.running(local, worker_limit=args.worker_limit):
         bench = Bench(local)
         machine = "\n".join(common.machine_lines())
@@ -537,6 +542,7 @@ def run_soak(count: int, worker_limit: int, fault_rate: float = 0.1) -> None:
         ports=stack.Ports.free(),
         state=state,
         api_key=uuid.uuid4().hex,
+        operator_key=uuid.uuid4().hex,
         extra_env=(("IMAGE_PIPELINE_FAULT_RATE", str(fault_rate)),),
     )
     with stack.running(local, worker_limit=worker_limit):

@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from image_pipeline.models import DecodedImage, SourceObject
+from image_pipeline.settings import get_settings
+
+GPS_PREFIX = "gps_"
 
 
 def describe(source: SourceObject, image: DecodedImage) -> dict[str, Any]:
@@ -12,7 +15,8 @@ def describe(source: SourceObject, image: DecodedImage) -> dict[str, Any]:
 
     `width_pixels`, `height_pixels` and `mode` describe the file as stored (as the original
     read them with Pillow), not the oriented, converted pixels. `exif` is left out when the
-    file has none, so the item carries no empty map.
+    file has none, so the item carries no empty map. The GPS position is left out unless
+    `record_gps` is on: what is never stored can never leak.
     """
     metadata: dict[str, Any] = {
         "filename": source.filename,
@@ -24,6 +28,12 @@ def describe(source: SourceObject, image: DecodedImage) -> dict[str, Any]:
         "is_animated": image.is_animated,
         "frame_count": image.frame_count,
     }
-    if image.exif:
-        metadata["exif"] = dict(image.exif)
+    if exif := _recordable(image.exif):
+        metadata["exif"] = exif
     return metadata
+
+
+def _recordable(exif: dict[str, Any]) -> dict[str, Any]:
+    if get_settings().record_gps:
+        return dict(exif)
+    return {name: value for name, value in exif.items() if not name.startswith(GPS_PREFIX)}

@@ -81,6 +81,13 @@ class Settings(BaseSettings):
         75.0, ge=0, le=100, description="MinConfidence for detect_labels."
     )
 
+    # --- Privacy -----------------------------------------------------------------------
+    record_gps: bool = Field(
+        False,
+        description="Record the EXIF GPS position (`gps_*`) in the item. Off: where a photo "
+        "was taken never reaches the table, the API or the report.",
+    )
+
     # --- Chaos testing ---------------------------------------------------------------
     fault_rate: float = Field(
         0.0,
@@ -92,15 +99,20 @@ class Settings(BaseSettings):
     # --- Event webhook and API -------------------------------------------------------
     webhook_api_key: SecretStr | None = Field(
         None,
-        description="Key that EventBridge's connection sends in the `x-api-key` header; the "
-        "webhook and the reprocess route refuse every request while it is unset.",
+        description="Key that EventBridge's connection sends in the `x-api-key` header; it "
+        "admits events only. The webhook refuses every request while it is unset.",
+    )
+    operator_api_key: SecretStr | None = Field(
+        None,
+        description="Key operators send as `Authorization: Bearer <key>` to read and list "
+        "records and to reprocess; those routes refuse every request while it is unset.",
     )
     webhook_max_body_bytes: int = Field(
         262_144, gt=0, description="Largest webhook body accepted (EventBridge events are <256 KB)."
     )
     cors_origins: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["*"],
-        description="Origins allowed by CORS, comma-separated (`*` like the original).",
+        default_factory=list,
+        description="Origins allowed by CORS, comma-separated; none by default (`*`: any).",
     )
     api_host: str = Field("127.0.0.1", description="Interface the API binds to.")
 

@@ -1,4 +1,8 @@
-"""Image records: one by S3 key, pages of them by status, and reprocessing on request."""
+"""Image records: one by S3 key, pages of them by status, and reprocessing on request.
+
+Everything here needs the operator key but the original API's route, which its readers
+call without one.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import APIRouter, Query, status
 from fastapi.responses import JSONResponse
 
-from api.deps import SettingsDep, WebhookKey
+from api.deps import OperatorKey, SettingsDep
 from api.errors import ApiError
 from api.models import (
     BAD_REQUEST,
@@ -43,6 +47,7 @@ PREFECT_UNAVAILABLE = "Prefect is unavailable; try again later."
 S3_UNAVAILABLE = "The uploads bucket cannot be read right now; try again later."
 # Every route with parameters may answer 422; FastAPI would document its own body for it.
 RESPONSES = {**NOT_FOUND, **INVALID, **UNAVAILABLE}
+OPERATOR_RESPONSES = {**UNAUTHORIZED, **RESPONSES}
 
 Item = dict[str, Any]
 
@@ -53,9 +58,10 @@ Item = dict[str, Any]
 @router.get(
     "",
     response_model_exclude_unset=True,
-    responses={**BAD_REQUEST, **INVALID, **UNAVAILABLE},
+    responses={**UNAUTHORIZED, **BAD_REQUEST, **INVALID, **UNAVAILABLE},
 )
 def list_images(
+    _: OperatorKey,
     status: Annotated[ProcessingStatus, Query(description="The lifecycle status to list.")],
     limit: Annotated[int, Query(ge=1, le=1000, description="Items per page.")] = 50,
     cursor: Annotated[
@@ -74,7 +80,7 @@ def list_images(
         datetime | None, Query(description="Updated at or before, to the second; UTC if no zone.")
     ] = None,
 ) -> ImagePage:
-    """Images with this status, most recently updated first, a page at a time."""
+    """Images with this status, most recently updated first, a page at a time (operator)."""
     try:
         page = list_by_status(
             status,
@@ -105,15 +111,15 @@ def get_upload_status(filename: str) -> JSONResponse:
 
 # `{key:path}` takes slashes; the client percent-encodes the key and Starlette decodes the
 # path once. A key that itself ends in `/status` is asked for as `/images/{key}/status`.
-@router.get("/{key:path}/status", response_model_exclude_unset=True, responses=RESPONSES)
-def get_image_status(key: str) -> ImageRecord:
-    """The item of any S3 key."""
+@router.get("/{key:path}/status", response_model_exclude_unset=True, responses=OPERATOR_RESPONSES)
+def get_image_status(_: OperatorKey, key: str) -> ImageRecord:
+    """The item of any S3 key (operator)."""
     return ImageRecord.model_validate(read_image(key))
 
 
-@router.get("/{key:path}", response_model_exclude_unset=True, responses=RESPONSES)
-def get_image(key: str) -> ImageRecord:
-    """The item of any S3 key."""
+@router.get("/{key:path}", response_model_exclude_unset=True, responses=OPERATOR_RESPONSES)
+def get_image(_: OperatorKey, key: str) -> ImageRecord:
+    """The item of any S3 key (operator)."""
     return ImageRecord.model_validate(read_image(key))
 
 
@@ -140,9 +146,9 @@ def read_image(key: str) -> Item:
     },
 )
 def reprocess_image(
-    _: WebhookKey, key: str, settings: SettingsDep
+    _: OperatorKey, key: str, settings: SettingsDep
 ) -> ReprocessStarted | JSONResponse:
-    """Start a process-image run for the object as it is now (needs the `x-api-key`).
+    """Start a process-image run for the object as it is now (operator).
 
     The run processes the object's current version; `attempts` goes up and `created_at`
     stays. Refused with 409 while a process-image run for this key is scheduled, pending,

@@ -39,7 +39,8 @@ class Ports:
 class Stack:
     ports: Ports
     state: Path
-    api_key: str
+    api_key: str  # the webhook's: EventBridge sends it
+    operator_key: str  # for people and scripts: reads, lists and reprocesses
     extra_env: tuple[tuple[str, str], ...] = ()  # e.g. a fault rate for `make soak`
 
     @property
@@ -57,6 +58,11 @@ class Stack:
     @property
     def webhook_url(self) -> str:
         return f"{self.api_url}/events/s3"
+
+    @property
+    def operator_headers(self) -> dict[str, str]:
+        """What an operator sends to the status API."""
+        return {"Authorization": f"Bearer {self.operator_key}"}
 
     def env(self) -> dict[str, str]:
         """The environment every process of the stack shares."""
@@ -88,6 +94,14 @@ class Stack:
 def api_key(state: Path) -> str:
     """The webhook key, made once per state folder."""
     return processes.stored_secret(state / "webhook-api-key")
+
+
+OPERATOR_KEY_FILE = "operator-api-key"
+
+
+def operator_key(state: Path) -> str:
+    """The operator key, made once per state folder."""
+    return processes.stored_secret(state / OPERATOR_KEY_FILE)
 
 
 class Service:
@@ -202,7 +216,9 @@ def _worker(stack: Stack, limit: int) -> Service:
 def _api(stack: Stack) -> Service:
     args = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1"]
     args += ["--port", str(stack.ports.api), "--no-access-log"]
-    return Service(stack, "api", args, f"{stack.api_url}/healthz")
+    # Only the API checks the operator key; the worker and the server never need it.
+    env = {"IMAGE_PIPELINE_OPERATOR_API_KEY": stack.operator_key}
+    return Service(stack, "api", args, f"{stack.api_url}/healthz", env)
 
 
 def _provision(stack: Stack) -> None:

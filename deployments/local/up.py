@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import sys
 from pathlib import Path
@@ -35,7 +36,12 @@ def main() -> int:
         settings.worker_port,
         settings.postgres_port,
     )
-    local = stack.Stack(ports=ports, state=state, api_key=stack.api_key(state))
+    local = stack.Stack(
+        ports=ports,
+        state=state,
+        api_key=stack.api_key(state),
+        operator_key=stack.operator_key(state),
+    )
     pid_file = state / "up.pid"
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
@@ -76,16 +82,16 @@ def upload_samples(local: stack.Stack) -> list[tuple[str, str, str, str]]:
         "waiting for their final status ...",
         flush=True,
     )
-    return [summarise(key, wait_for_final(local.api_url, key)) for key in keys]
+    return [summarise(key, wait_for_final(local, key)) for key in keys]
 
 
-def wait_for_final(api_url: str, key: str, timeout: float = 120) -> dict:
+def wait_for_final(local: stack.Stack, key: str, timeout: float = 120) -> dict:
     """Ask the status API until the image is COMPLETED or FAILED."""
-    url = f"{api_url}/images/{quote(key, safe='/')}/status"
+    url = f"{local.api_url}/images/{quote(key, safe='/')}/status"
     item: dict = {}
 
     def final() -> bool:
-        response = httpx.get(url, timeout=5)
+        response = httpx.get(url, headers=local.operator_headers, timeout=5)
         item.update(response.json() if response.status_code == 200 else {})
         return item.get("overall_processing_status") in FINAL
 
@@ -119,16 +125,23 @@ def print_table(rows: list[tuple[str, str, str, str]]) -> None:
 def print_urls(local: stack.Stack) -> None:
     bucket = get_settings().uploads_bucket
     key_file = Path(local.state) / "webhook-api-key"
+    operator_file = Path(local.state) / stack.OPERATOR_KEY_FILE
+    bearer = f'-H "Authorization: Bearer $(cat {shlex.quote(str(operator_file))})"'
     print(
         f"""
 Prefect UI:     {local.prefect_url}
 Status API:     {local.api_url}/docs
 AWS emulator:   {local.ministack_url}   (AWS credentials: test / test)
-Webhook key:    in {key_file}
+Webhook key:    in {key_file} (x-api-key; admits S3 events only)
+Operator key:   in {operator_file} (Authorization: Bearer; lists, reads, reprocesses)
 Upload more:    export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
                 aws s3 cp photo.jpg s3://{bucket}/uploads/photo.jpg \\
                   --endpoint-url {local.ministack_url}
 Its status:     curl {local.api_url}/images/uploads/photo.jpg/status
+Failures:       curl {bearer} \\
+                  '{local.api_url}/images?status=FAILED'
+Reprocess:      curl -X POST {bearer} \\
+                  {local.api_url}/images/uploads/photo.jpg/reprocess
 
 Running. Press Ctrl-C (or run `make down`) to stop.""",
         flush=True,

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 from prefect.settings import get_current_settings
 
 from api.main import app
@@ -24,13 +25,13 @@ from image_pipeline.settings import get_settings
 
 
 @contextlib.contextmanager
-def serve() -> Iterator[str]:
+def serve(application: FastAPI = app) -> Iterator[str]:
     """Run the app in a background thread on a free port; yield its base URL."""
     # Bound here and handed to uvicorn, so no other process can take the port meanwhile.
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(application, log_config=None, lifespan="on"))
     # A thread starts with an empty context; run it in a copy of this one so that Prefect's
     # settings context (the test harness, `temporary_settings`) reaches the routes.
     context = contextvars.copy_context()
@@ -61,6 +62,25 @@ def webhook_key(configure: Callable[..., None]) -> str:
     key = f"key-{uuid.uuid4().hex}"
     configure(webhook_api_key=key)
     return key
+
+
+@pytest.fixture
+def operator_key(configure: Callable[..., None]) -> str:
+    key = f"operator-{uuid.uuid4().hex}"
+    configure(operator_api_key=key)
+    return key
+
+
+def bearer(key: str) -> dict[str, str]:
+    # An empty key is sent as `Bearer` alone: HTTP forbids the trailing space of `Bearer `.
+    return {"Authorization": f"Bearer {key}".rstrip()}
+
+
+@pytest.fixture
+def operator(api: str, operator_key: str) -> Iterator[httpx.Client]:
+    """A client of the app that sends the operator key."""
+    with httpx.Client(base_url=api, headers=bearer(operator_key), timeout=30) as client:
+        yield client
 
 
 def eventbridge_event(

@@ -11,10 +11,12 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from api.main import create_app
 from deployments.local.processes import free_port
 from image_pipeline.aws import client
 from image_pipeline.records import to_dynamo
 from image_pipeline.settings import get_settings
+from tests.api.conftest import serve
 
 NOT_FOUND = {"message": "Image details not found for the given image identifier."}
 
@@ -28,9 +30,9 @@ def put_item(key: str, **attributes: Any) -> dict[str, Any]:
     return item
 
 
-def get(api: str, key: str, suffix: str = "/status", **kwargs: Any) -> httpx.Response:
+def get(client: httpx.Client, key: str, suffix: str = "/status") -> httpx.Response:
     # What a client does: percent-encode the key, keeping its slashes as path separators.
-    return httpx.get(f"{api}/images/{quote(key, safe='/')}{suffix}", **kwargs)
+    return client.get(f"/images/{quote(key, safe='/')}{suffix}")
 
 
 def a_completed_item(key: str) -> dict[str, Any]:
@@ -98,7 +100,7 @@ def test_original_route_answers_the_item_byte_for_byte(api: str) -> None:
     assert response.content == body
 
 
-def test_general_routes_answer_the_typed_record(api: str) -> None:
+def test_general_routes_answer_the_typed_record(operator: httpx.Client) -> None:
     key = f"uploads/{uuid.uuid4().hex[:8]}/x.jpg"  # in a folder: not the original's route
     item = put_item(
         key,
@@ -108,7 +110,7 @@ def test_general_routes_answer_the_typed_record(api: str) -> None:
         not_a_field_of_the_model="kept",
     )
     for suffix in ("/status", ""):
-        response = get(api, key, suffix)
+        response = get(operator, key, suffix)
         assert response.json() == item  # same values, unknown attributes kept
         assert '"Confidence":99.0' in response.text  # typed as the schema says: a float
         assert '"source_last_modified":1700000000.0' in response.text
@@ -133,46 +135,46 @@ def test_original_route_404_body_is_unchanged(api: str) -> None:
     ],
 )
 @pytest.mark.parametrize("suffix", ["/status", ""])
-def test_any_key_round_trips(api: str, name: str, suffix: str) -> None:
+def test_any_key_round_trips(operator: httpx.Client, name: str, suffix: str) -> None:
     key = f"uploads/{uuid.uuid4().hex[:8]}/{name}"
     item = a_completed_item(key)
-    response = get(api, key, suffix)
+    response = get(operator, key, suffix)
     assert response.status_code == 200, response.text
     assert response.json()["ImageKey"] == key
     assert response.json() == item
 
 
-def test_a_key_ending_in_status_is_asked_for_with_the_suffix(api: str) -> None:
+def test_a_key_ending_in_status_is_asked_for_with_the_suffix(operator: httpx.Client) -> None:
     key = f"uploads/{uuid.uuid4().hex[:8]}/status"
     item = a_completed_item(key)
-    assert get(api, key).json() == item
+    assert get(operator, key).json() == item
     # Without the suffix the path reads as the status of the key's parent "folder".
-    assert get(api, key, "").json() == NOT_FOUND
+    assert get(operator, key, "").json() == NOT_FOUND
 
 
-def test_keys_outside_uploads_are_found_too(api: str) -> None:
+def test_keys_outside_uploads_are_found_too(operator: httpx.Client) -> None:
     key = f"elsewhere/{uuid.uuid4().hex}.png"
     put_item(key, overall_processing_status="FAILED", error_type="NotAnImage")
-    assert get(api, key).json()["error_type"] == "NotAnImage"
-    assert get(api, key, "").json()["ImageKey"] == key
+    assert get(operator, key).json()["error_type"] == "NotAnImage"
+    assert get(operator, key, "").json()["ImageKey"] == key
 
 
-def test_the_original_route_and_the_general_one_agree(api: str) -> None:
+def test_the_original_route_and_the_general_one_agree(api: str, operator: httpx.Client) -> None:
     key = f"uploads/{uuid.uuid4().hex[:8]}.jpg"
     item = a_completed_item(key)
-    assert get(api, key).json() == item
+    assert get(operator, key).json() == item
     assert httpx.get(f"{api}/images/{key}/status").json() == item
 
 
 @pytest.mark.parametrize("path", ["/images/nope.jpg", "/images/a/b/status", "/images//status"])
-def test_unknown_keys_are_404_with_the_original_body(api: str, path: str) -> None:
-    response = httpx.get(f"{api}{path}")
+def test_unknown_keys_are_404_with_the_original_body(operator: httpx.Client, path: str) -> None:
+    response = operator.get(path)
     assert response.status_code == 404
     assert response.json() == NOT_FOUND
 
 
-def test_overlong_key_is_404(api: str) -> None:
-    assert get(api, "uploads/" + "é" * 600).json() == NOT_FOUND
+def test_overlong_key_is_404(operator: httpx.Client) -> None:
+    assert get(operator, "uploads/" + "é" * 600).json() == NOT_FOUND
 
 
 def test_dynamodb_outage_is_503_with_a_message(api: str, configure: Callable[..., None]) -> None:
@@ -210,16 +212,39 @@ def test_readyz_when_the_table_is_missing(api: str, configure: Callable[..., Non
     assert httpx.get(f"{api}/readyz").status_code == 503
 
 
-def test_cors_allows_any_origin_by_default(api: str) -> None:
-    origin = {"Origin": "https://example.com"}
+ORIGIN = "https://photos.example.com"
+
+
+def cross_origin(api: str) -> tuple[httpx.Response, httpx.Response]:
+    """A browser's read of the open route from ORIGIN, and its preflight."""
+    origin = {"Origin": ORIGIN}
     response = httpx.get(f"{api}/images/uploads/nope.jpg/status", headers=origin)
-    assert response.headers["access-control-allow-origin"] == "*"
     preflight = httpx.options(
         f"{api}/images/uploads/a.jpg/status",
         headers=origin | {"Access-Control-Request-Method": "GET"},
     )
+    return response, preflight
+
+
+def test_cors_allows_no_origin_by_default(api: str) -> None:
+    response, preflight = cross_origin(api)
+    assert response.status_code == 404  # answered, but a browser keeps it from the page
+    assert "access-control-allow-origin" not in response.headers
+    assert "access-control-allow-origin" not in preflight.headers
+
+
+@pytest.mark.parametrize(
+    ("configured", "allowed"), [(f"https://other.example.com, {ORIGIN}", ORIGIN), ("*", "*")]
+)
+def test_cors_allows_the_configured_origins(
+    aws_stack: str, configure: Callable[..., None], configured: str, allowed: str
+) -> None:
+    configure(cors_origins=configured)
+    with serve(create_app()) as api:  # the middleware reads the origins when the app is built
+        response, preflight = cross_origin(api)
+    assert response.headers["access-control-allow-origin"] == allowed
     assert preflight.status_code == 200
-    assert preflight.headers["access-control-allow-origin"] == "*"
+    assert preflight.headers["access-control-allow-origin"] == allowed
 
 
 @pytest.mark.parametrize(

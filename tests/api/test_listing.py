@@ -40,15 +40,15 @@ def put_failed(key: str, updated_at: int, **attributes: Any) -> dict[str, Any]:
     return put_item(key, **(failure | attributes))
 
 
-def listing(api: str, **params: Any) -> httpx.Response:
-    return httpx.get(f"{api}/images", params={"status": "FAILED", **params}, timeout=30)
+def listing(operator: httpx.Client, **params: Any) -> httpx.Response:
+    return operator.get("/images", params={"status": "FAILED", **params})
 
 
-def all_pages(api: str, **params: Any) -> list[dict[str, Any]]:
+def all_pages(operator: httpx.Client, **params: Any) -> list[dict[str, Any]]:
     """Every page, following next_cursor; the pages' sizes are checked on the way."""
     pages, cursor = [], None
     while True:
-        response = listing(api, **params, **({"cursor": cursor} if cursor else {}))
+        response = listing(operator, **params, **({"cursor": cursor} if cursor else {}))
         assert response.status_code == 200, response.text
         pages.append(response.json())
         cursor = pages[-1]["next_cursor"]
@@ -57,24 +57,24 @@ def all_pages(api: str, **params: Any) -> list[dict[str, Any]]:
 
 
 def test_pages_follow_each_other_newest_first_without_gaps_or_repeats(
-    api: str, prefix: str
+    operator: httpx.Client, prefix: str
 ) -> None:
     keys = [f"{prefix}{n}.jpg" for n in range(7)]
     for age, key in enumerate(keys):  # keys[0] is the newest
         put_failed(key, FUTURE - age)
 
-    pages = all_pages(api, key_prefix=prefix, limit=3)
+    pages = all_pages(operator, key_prefix=prefix, limit=3)
 
     assert [len(page["items"]) for page in pages] == [3, 3, 1]
     assert [item["ImageKey"] for page in pages for item in page["items"]] == keys
 
 
 def test_items_are_the_stored_records_with_numbers_and_iso_timestamps(
-    api: str, prefix: str
+    operator: httpx.Client, prefix: str
 ) -> None:
     stored = put_failed(f"{prefix}a.jpg", FUTURE, etag="abc", unknown_attribute={"kept": True})
 
-    response = listing(api, key_prefix=prefix)
+    response = listing(operator, key_prefix=prefix)
 
     assert response.json() == {"items": [stored], "next_cursor": None}
     assert f'"updated_at":{FUTURE},' in response.text  # a JSON number
@@ -83,24 +83,26 @@ def test_items_are_the_stored_records_with_numbers_and_iso_timestamps(
     assert datetime.fromisoformat(item["created_at_iso"]).timestamp() == FUTURE - 60
 
 
-def test_without_filters_the_newest_of_the_status_comes_first(api: str, prefix: str) -> None:
+def test_without_filters_the_newest_of_the_status_comes_first(
+    operator: httpx.Client, prefix: str
+) -> None:
     put_item(f"{prefix}older.jpg", overall_processing_status="PROCESSING", updated_at=FUTURE)
     newest = put_item(
         f"{prefix}newest.jpg", overall_processing_status="PROCESSING", updated_at=FUTURE + 10**6
     )
-    response = httpx.get(f"{api}/images", params={"status": "PROCESSING", "limit": 1})
+    response = operator.get("/images", params={"status": "PROCESSING", "limit": 1})
     assert response.status_code == 200
     assert response.json()["items"] == [newest]
     assert response.json()["next_cursor"]
 
 
-def test_filters_by_error_type_and_time(api: str, prefix: str) -> None:
+def test_filters_by_error_type_and_time(operator: httpx.Client, prefix: str) -> None:
     put_failed(f"{prefix}old.jpg", FUTURE - 100, error_type="NotAnImage")
     put_failed(f"{prefix}mid.jpg", FUTURE - 50)
     put_failed(f"{prefix}new.jpg", FUTURE, error_type="NotAnImage")
 
     def keys(**params: Any) -> list[str]:
-        response = listing(api, key_prefix=prefix, **params)
+        response = listing(operator, key_prefix=prefix, **params)
         assert response.status_code == 200, response.text
         return [item["ImageKey"].removeprefix(prefix) for item in response.json()["items"]]
 
@@ -112,13 +114,13 @@ def test_filters_by_error_type_and_time(api: str, prefix: str) -> None:
     assert keys(updated_after=iso(FUTURE), updated_before=iso(FUTURE - 1)) == []
 
 
-def test_unicode_and_awkward_keys_page_through_intact(api: str) -> None:
+def test_unicode_and_awkward_keys_page_through_intact(operator: httpx.Client) -> None:
     prefix = f"uploads/фото-{uuid.uuid4().hex[:6]}/東京 "
     names = ["é+%20.jpg", "a b?c#d&e=.png", "%.jpg", "100% real.heic"]
     for age, name in enumerate(names):
         put_failed(prefix + name, FUTURE - age)
 
-    pages = all_pages(api, key_prefix=prefix, limit=1)
+    pages = all_pages(operator, key_prefix=prefix, limit=1)
 
     assert [page["items"][0]["ImageKey"] for page in pages] == [prefix + n for n in names]
 
@@ -132,30 +134,30 @@ def test_unicode_and_awkward_keys_page_through_intact(api: str) -> None:
         "A" * 5000,
     ],
 )
-def test_a_bad_cursor_is_400_with_a_message(api: str, cursor: str) -> None:
-    response = listing(api, cursor=cursor)
+def test_a_bad_cursor_is_400_with_a_message(operator: httpx.Client, cursor: str) -> None:
+    response = listing(operator, cursor=cursor)
     assert response.status_code == 400
     assert response.json() == {
         "message": "cursor is not valid: pass back a next_cursor of this listing unchanged"
     }
 
 
-def test_a_cursor_of_another_status_is_400(api: str, prefix: str) -> None:
+def test_a_cursor_of_another_status_is_400(operator: httpx.Client, prefix: str) -> None:
     for age in range(2):
         put_failed(f"{prefix}{age}.jpg", FUTURE - age)
-    cursor = listing(api, key_prefix=prefix, limit=1).json()["next_cursor"]
-    response = httpx.get(f"{api}/images", params={"status": "COMPLETED", "cursor": cursor})
+    cursor = listing(operator, key_prefix=prefix, limit=1).json()["next_cursor"]
+    response = operator.get("/images", params={"status": "COMPLETED", "cursor": cursor})
     assert response.status_code == 400
     assert response.json()["message"] == (
         "cursor belongs to a listing of another status than 'COMPLETED'"
     )
 
 
-def test_a_cursor_outside_the_time_window_is_400(api: str, prefix: str) -> None:
+def test_a_cursor_outside_the_time_window_is_400(operator: httpx.Client, prefix: str) -> None:
     for age in range(2):
         put_failed(f"{prefix}{age}.jpg", FUTURE - age)
-    cursor = listing(api, key_prefix=prefix, limit=1).json()["next_cursor"]
-    response = listing(api, cursor=cursor, updated_after=iso(FUTURE + 1))
+    cursor = listing(operator, key_prefix=prefix, limit=1).json()["next_cursor"]
+    response = listing(operator, cursor=cursor, updated_after=iso(FUTURE + 1))
     assert response.status_code == 400
     assert "outside the requested" in response.json()["message"]
 
@@ -173,24 +175,24 @@ def test_a_cursor_outside_the_time_window_is_400(api: str, prefix: str) -> None:
     ],
 )
 def test_invalid_parameters_are_422_with_a_message(
-    api: str, params: dict[str, Any], where: list[str]
+    operator: httpx.Client, params: dict[str, Any], where: list[str]
 ) -> None:
-    response = httpx.get(f"{api}/images", params=params)
+    response = operator.get("/images", params=params)
     assert response.status_code == 422
     body = response.json()
     assert body["message"] == "The request is not valid."
     assert [error["loc"] for error in body["detail"]] == [where]
 
 
-def test_status_error_names_the_allowed_values(api: str) -> None:
-    [error] = httpx.get(f"{api}/images", params={"status": "DONE"}).json()["detail"]
+def test_status_error_names_the_allowed_values(operator: httpx.Client) -> None:
+    [error] = operator.get("/images", params={"status": "DONE"}).json()["detail"]
     assert error["msg"] == "Input should be 'PROCESSING', 'COMPLETED' or 'FAILED'"
 
 
-def test_limit_bounds_are_accepted(api: str, prefix: str) -> None:
+def test_limit_bounds_are_accepted(operator: httpx.Client, prefix: str) -> None:
     put_failed(f"{prefix}only.jpg", FUTURE)
     for limit in (1, 1000):
-        response = listing(api, key_prefix=prefix, limit=limit)
+        response = listing(operator, key_prefix=prefix, limit=limit)
         assert response.status_code == 200
         assert len(response.json()["items"]) == 1
 
@@ -214,12 +216,14 @@ def test_openapi_describes_the_page_and_the_record(api: str) -> None:
         assert content["schema"] == {"$ref": "#/components/schemas/ImageRecord"}
 
 
-def test_attributes_the_item_lacks_are_left_out_not_null(api: str, prefix: str) -> None:
+def test_attributes_the_item_lacks_are_left_out_not_null(
+    operator: httpx.Client, prefix: str
+) -> None:
     stored = put_item(
         f"{prefix}bare.jpg",
         overall_processing_status="FAILED",
         updated_at=FUTURE,
         extracted_metadata={"width_pixels": 5},
     )
-    [item] = listing(api, key_prefix=prefix).json()["items"]
+    [item] = listing(operator, key_prefix=prefix).json()["items"]
     assert item == stored

@@ -1,7 +1,8 @@
 """Fuzz every route from the app's own OpenAPI document (schemathesis), over real HTTP.
 
-Each operation gets a handful of generated requests, sent with the right `x-api-key` so
-that the protected routes are exercised beyond their key check. No answer may be a 500,
+Each operation gets a handful of generated requests, sent with both keys (the webhook's
+`x-api-key` and the operator's bearer token) so that the protected routes are exercised
+beyond their key check. No answer may be a 500,
 and every answer (status, content type, body) must be one the document declares.
 """
 
@@ -19,6 +20,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from api.main import app
+from tests.api.conftest import bearer
 
 CHECKS = [
     not_a_server_error,
@@ -42,8 +44,7 @@ def test_the_fuzzed_document_is_the_served_one(api: str) -> None:
 @schema.parametrize()
 @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
 def test_every_answer_is_declared_and_none_is_a_server_error(
-    case: Case, api: str, webhook_key: str, prefect_server: None
+    case: Case, api: str, webhook_key: str, operator_key: str, prefect_server: None
 ) -> None:
-    case.call_and_validate(
-        base_url=api, headers={"x-api-key": webhook_key}, checks=CHECKS, timeout=30
-    )
+    keys = {"x-api-key": webhook_key} | bearer(operator_key)
+    case.call_and_validate(base_url=api, headers=keys, checks=CHECKS, timeout=30)

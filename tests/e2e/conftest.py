@@ -43,6 +43,7 @@ def services(
         ports=ports,
         state=state,
         api_key=uuid.uuid4().hex,
+        operator_key=uuid.uuid4().hex,
         extra_env=(("IMAGE_PIPELINE_REKOGNITION_ENDPOINT_URL", rekognition.url),),
     )
     try:
@@ -89,7 +90,8 @@ def aws(local: stack.Stack, service: str) -> Any:
 
 
 def status(local: stack.Stack, key: str) -> dict[str, Any] | None:
-    response = httpx.get(f"{local.api_url}/images/{quote(key, safe='/')}/status", timeout=5)
+    url = f"{local.api_url}/images/{quote(key, safe='/')}/status"
+    response = httpx.get(url, headers=local.operator_headers, timeout=5)
     return response.json() if response.status_code == 200 else None
 
 

@@ -80,7 +80,7 @@ def test_a_killed_flow_run_process_ends_failed_with_a_notice_and_a_rerun_complet
 
     response = httpx.post(
         f"{local.api_url}/images/{quote(key, safe='/')}/reprocess",
-        headers={"x-api-key": local.api_key},
+        headers=local.operator_headers,
         timeout=30,
     )
     assert response.status_code == 202, response.text

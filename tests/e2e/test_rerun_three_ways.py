@@ -66,6 +66,7 @@ def wait_for_status(local: stack.Stack, folder: str, wanted: str, count: int) ->
         response = httpx.get(
             f"{local.api_url}/images",
             params={"status": wanted, "key_prefix": folder, "limit": count},
+            headers=local.operator_headers,
             timeout=10,
         )
         response.raise_for_status()
@@ -92,7 +93,7 @@ def retry_like_the_ui(local: stack.Stack, flow_run_id: str) -> None:
 def reprocess(local: stack.Stack, key: str) -> str:
     response = httpx.post(
         f"{local.api_url}/images/{quote(key, safe='/')}/reprocess",
-        headers={"x-api-key": local.api_key},
+        headers=local.operator_headers,
         timeout=30,
     )
     assert response.status_code == 202, response.text

@@ -126,3 +126,19 @@ def test_webhook_refuses_requests_without_the_key_or_with_garbage(local) -> None
         headers={"x-api-key": local.api_key, "content-type": "application/json"},
     )
     assert garbage.status_code == 422 and garbage.json()["message"]
+
+
+def test_each_key_opens_only_its_own_routes(local) -> None:
+    """The stack hands the API both keys, and neither opens the other's routes."""
+    listing = f"{local.api_url}/images?status=FAILED&limit=1"
+    for headers in ({}, {"x-api-key": local.api_key}, {"Authorization": f"Bearer {local.api_key}"}):
+        assert httpx.get(listing, headers=headers, timeout=5).status_code == 401
+    assert httpx.get(listing, headers=local.operator_headers, timeout=5).status_code == 200
+    event = eventbridge_event("uploads/x.jpg", "abc")
+    refused = httpx.post(
+        local.webhook_url, json=event, headers={"x-api-key": local.operator_key}, timeout=5
+    )
+    assert refused.status_code == 401
+    # The original API's route stays open: an unknown image is a 404, not a 401.
+    original = httpx.get(f"{local.api_url}/images/uploads/{uuid.uuid4().hex}.jpg/status")
+    assert original.status_code == 404

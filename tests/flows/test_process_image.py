@@ -14,6 +14,7 @@ from deployments.local.samples import samples
 from image_pipeline.aws import client
 from image_pipeline.records import read_item
 from image_pipeline.settings import get_settings
+from tests import images
 from tests.flows.runner import run_process_image
 from tests.support import unique_key
 
@@ -84,6 +85,24 @@ def test_rotated_phone_photo_comes_out_upright(upload) -> None:
     assert image.height > image.width  # stored 1600x1200 landscape with orientation 6
     assert item["extracted_metadata"]["width_pixels"] == 1600
     assert item["extracted_metadata"]["exif"]["orientation"] == 6
+
+
+GEOTAGGED = images.jpeg((320, 240), gps=(-33.8568, 151.2153), altitude=5.0, make="Apple")
+
+
+def test_the_gps_position_is_not_recorded_by_default(upload) -> None:
+    _, item = run(unique_key("geotagged.jpg"), GEOTAGGED, upload)
+    assert item["overall_processing_status"] == "COMPLETED"
+    assert item["extracted_metadata"]["exif"] == {"camera_make": "Apple"}
+
+
+def test_the_gps_position_is_recorded_when_opted_in(upload, configure) -> None:
+    configure(record_gps="true")
+    _, item = run(unique_key("geotagged.jpg"), GEOTAGGED, upload)
+    exif = item["extracted_metadata"]["exif"]
+    assert exif["camera_make"] == "Apple"
+    assert (exif["gps_latitude"], exif["gps_longitude"]) == (-33.8568, 151.2153)
+    assert exif["gps_altitude"] == 5.0
 
 
 def test_transparent_image_gets_png_thumbnails(upload) -> None:

@@ -1,9 +1,13 @@
-"""describe(): the original pipeline's metadata fields, plus animation and EXIF."""
+"""describe(): the original pipeline's metadata fields, plus animation and EXIF; GPS only
+when the operator opts in."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
+
+import pytest
 
 from image_pipeline.imaging.decode import decode
 from image_pipeline.metadata import describe
@@ -25,14 +29,18 @@ def decoded(data: bytes) -> DecodedImage:
     return decode(data, max_file_bytes=10**8, max_pixels=10**8, largest_box=(640, 480))
 
 
+PHONE_PHOTO = images.jpeg(
+    (1600, 1200),
+    exif_orientation=6,
+    gps=(-33.5, 151.25),
+    altitude=12.5,
+    make="Apple",
+    date_taken="2024:05:01 12:34:56",
+)
+
+
 def test_a_phone_photo() -> None:
-    data = images.jpeg(
-        (1600, 1200),
-        exif_orientation=6,
-        gps=(-33.5, 151.25),
-        make="Apple",
-        date_taken="2024:05:01 12:34:56",
-    )
+    data = PHONE_PHOTO
 
     metadata = describe(source("uploads/2024/trip photo+1.jpg", len(data)), decoded(data))
 
@@ -48,12 +56,32 @@ def test_a_phone_photo() -> None:
         "exif": {
             "camera_make": "Apple",
             "date_taken": "2024-05-01T12:34:56",
-            "orientation": 6,
-            "gps_latitude": -33.5,
-            "gps_longitude": 151.25,
+            "orientation": 6,  # no gps_*: where it was taken is not recorded by default
         },
     }
     assert json.loads(json.dumps(metadata)) == metadata  # plain JSON values only
+
+
+@pytest.mark.parametrize("record_gps", ["true", "false"])
+def test_gps_is_recorded_only_when_opted_in(
+    configure: Callable[..., None], record_gps: str
+) -> None:
+    configure(record_gps=record_gps)
+    image = decoded(PHONE_PHOTO)
+    assert image.exif["gps_latitude"] == -33.5  # the file has it
+
+    exif = describe(source("uploads/p.jpg", len(PHONE_PHOTO)), image)["exif"]
+
+    gps = {name: value for name, value in exif.items() if name.startswith("gps")}
+    expected = {"gps_latitude": -33.5, "gps_longitude": 151.25, "gps_altitude": 12.5}
+    assert gps == (expected if record_gps == "true" else {})
+    assert exif["camera_make"] == "Apple"  # camera and date stay either way
+    assert exif["date_taken"] == "2024-05-01T12:34:56"
+
+
+def test_exif_with_nothing_but_a_position_leaves_no_empty_map() -> None:
+    data = images.jpeg(gps=(48.8584, 2.2945))
+    assert "exif" not in describe(source("uploads/p.jpg", len(data)), decoded(data))
 
 
 def test_an_animated_gif() -> None:

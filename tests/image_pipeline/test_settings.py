@@ -26,6 +26,8 @@ def test_readme_configuration_table_lists_every_setting_with_its_default() -> No
         documented = rows[name.upper()].strip()
         if default is None:
             assert documented == "unset", name
+        elif default == []:
+            assert documented == "none", name
         elif name != "thumbnail_sizes":
             assert Settings(**{name: documented.split()[0].strip("`")}) == Settings(), name
 
