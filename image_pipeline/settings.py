@@ -88,6 +88,11 @@ class Settings(BaseSettings):
         le=1,
         description="Share of AWS calls answered 503 before they are sent (`make soak`).",
     )
+    crash_marker: str | None = Field(
+        None,
+        description="Chaos testing: the flow-run process kills itself (SIGKILL) when it "
+        "validates a key that contains this text (the isolation tests).",
+    )
 
     # --- Event webhook and API -------------------------------------------------------
     webhook_api_key: SecretStr | None = Field(

@@ -14,7 +14,7 @@ from typing import Any
 from prefect.client.schemas.objects import FlowRun, StateType
 from pydantic import BaseModel
 
-from image_pipeline.runs import failed_step
+from image_pipeline.runs import failed_step, uploads_of
 
 # error_type recorded for each final state of the run that left the image PROCESSING.
 ERROR_TYPES = {
@@ -55,16 +55,23 @@ class Lost(BaseModel):
     message: str
 
     @classmethod
-    def from_run(cls, run: FlowRun) -> Lost:
+    def from_run(cls, run: FlowRun) -> list[Lost]:
+        """One per image of the run (a process-images run carries several)."""
         reason = (run.state.message if run.state else None) or "The flow run crashed."
-        return cls(
-            key=run.parameters["key"],
-            bucket=run.parameters["bucket"],
-            etag=run.parameters.get("etag"),
-            flow_run_id=str(run.id),
-            message=f"{reason} (Flow run {run.name!r} ({run.id}) crashed before it recorded "
-            f"anything for the image; {RECORDED_BY}.)",
+        message = (
+            f"{reason} (Flow run {run.name!r} ({run.id}) crashed before it recorded "
+            f"anything for the image; {RECORDED_BY}.)"
         )
+        return [
+            cls(
+                key=upload.key,
+                bucket=upload.bucket,
+                etag=upload.etag,
+                flow_run_id=str(run.id),
+                message=message,
+            )
+            for upload in uploads_of(run)
+        ]
 
 
 class Verdict(BaseModel):
