@@ -11,6 +11,7 @@ from fastapi import Depends, Request, Security, status
 from fastapi.security import APIKeyHeader
 from prefect.settings import get_current_settings
 
+from api.batching import Batcher
 from api.errors import ApiError
 from api.prefect_events import PrefectEvents
 from image_pipeline.settings import Settings, get_settings
@@ -28,6 +29,13 @@ def prefect_events(request: Request) -> PrefectEvents:
 
 
 Prefect = Annotated[PrefectEvents, Depends(prefect_events)]
+
+
+def batcher(request: Request) -> Batcher:
+    return request.app.state.batcher
+
+
+Batching = Annotated[Batcher, Depends(batcher)]
 
 _api_key_header = APIKeyHeader(
     name="x-api-key",

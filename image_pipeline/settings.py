@@ -103,6 +103,20 @@ class Settings(BaseSettings):
     webhook_max_body_bytes: int = Field(
         262_144, gt=0, description="Largest webhook body accepted (EventBridge events are <256 KB)."
     )
+    batch_window_seconds: float = Field(
+        0.25,
+        ge=0,
+        description="How long the webhook holds the first upload of a batch for others to "
+        "join. EventBridge waits 5 s for an answer: the window plus Prefect's answer must "
+        "stay well under it.",
+    )
+    batch_max_images: int = Field(
+        50,
+        ge=1,
+        le=200,
+        description="Uploads per Prefect event; a full batch is sent at once. At most 200, so "
+        "that even a batch of the longest keys stays under Prefect's 1.5 MB event limit.",
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["*"],
         description="Origins allowed by CORS, comma-separated (`*` like the original).",
