@@ -56,7 +56,8 @@ def test_an_image_that_kills_its_process_fails_alone_and_the_others_complete(
 
     # Nobody acted: the crashed batch's hook ran the images again, the bad one alone.
     assert (failed["overall_processing_status"], failed["error_type"]) == ("FAILED", "Crashed")
-    assert failed["failed_step"] == "validate"
+    # The step Prefect last heard of: a SIGKILL can take the claim's Completed event with it.
+    assert failed["failed_step"] in ("claim-record", "validate")
     assert {item["overall_processing_status"] for item in done} == {"COMPLETED"}
     first_runs = {key: min(flow_runs_for(local, key), key=lambda r: r["created"]) for key in good}
     crashed = {run["id"] for run in first_runs.values()}
