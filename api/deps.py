@@ -12,6 +12,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from prefect.settings import get_current_settings
 from pydantic import SecretStr
 
+from api.batching import Batcher
 from api.errors import ApiError
 from api.prefect_events import PrefectEvents
 from image_pipeline.settings import Settings, get_settings
@@ -29,6 +30,13 @@ def prefect_events(request: Request) -> PrefectEvents:
 
 
 Prefect = Annotated[PrefectEvents, Depends(prefect_events)]
+
+
+def batcher(request: Request) -> Batcher:
+    return request.app.state.batcher
+
+
+Batching = Annotated[Batcher, Depends(batcher)]
 
 _api_key_header = APIKeyHeader(
     name="x-api-key",

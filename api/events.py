@@ -1,7 +1,8 @@
-"""EventBridge's S3 "Object Created" event in, the Prefect event that starts a run out.
+"""EventBridge's S3 "Object Created" events in, the Prefect event that starts a run out.
 
 Pure functions only (no I/O), so the shape is unit-tested here and the Prefect Cloud
-webhook template can reproduce it exactly.
+webhook template can reproduce it. One Prefect event carries a batch of uploads
+(`api/batching.py` collects them); each upload keeps the id it had as an event of its own.
 
 EventBridge delivers the key raw (`"uploads/x y+z.jpg"`), unlike the older S3
 notification format, so it is never URL-decoded here.
@@ -11,12 +12,14 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 OBJECT_CREATED = "Object Created"
-PREFECT_EVENT = "aws.s3.object.created"
+PREFECT_EVENT = "aws.s3.objects.created"
 
 # Never change: the ids of events already sent would change with it, and a redelivered
 # event would then start a second run instead of being recognised as a duplicate.
@@ -120,23 +123,41 @@ def event_id(
     return uuid.uuid5(EVENT_NAMESPACE, json.dumps([bucket, key, *version]))
 
 
-def prefect_event(event: ObjectCreatedEvent) -> dict[str, Any]:
-    """The Prefect event (JSON-ready) that the deployment trigger turns into a flow run."""
+def image(event: ObjectCreatedEvent) -> dict[str, Any]:
+    """One upload as it appears in a batch event's `images` (JSON-ready)."""
     bucket, obj = event.detail.bucket.name, event.detail.object
     return {
-        "id": str(event_id(bucket, obj.key, obj.etag, obj.sequencer, event.id)),
-        "occurred": event.time.isoformat(),
+        "bucket": bucket,
+        "key": obj.key,
+        "etag": obj.etag,
+        "size": obj.size,
+        "sequencer": obj.sequencer,
+        "eventbridge_id": event.id,
+        "event_id": str(event_id(bucket, obj.key, obj.etag, obj.sequencer, event.id)),
+    }
+
+
+def batch_event_id(image_ids: Iterable[str]) -> uuid.UUID:
+    """The same set of uploads always gives the same id, in whatever order they arrived,
+    so Prefect takes a retried batch (or an upload redelivered on its own) only once."""
+    return uuid.uuid5(EVENT_NAMESPACE, json.dumps(sorted(set(image_ids))))
+
+
+def batch_event(images: Sequence[dict[str, Any]], occurred: datetime) -> dict[str, Any]:
+    """The Prefect event (JSON-ready) for uploads made by `image()`, each present once; the
+    deployment trigger turns it into one flow run for all of them."""
+    if not images:
+        raise ValueError("a batch event needs at least one image")
+    batch_id = str(batch_event_id(image["event_id"] for image in images))
+    count = len(images)
+    return {
+        "id": batch_id,
+        "occurred": occurred.isoformat(),
         "event": PREFECT_EVENT,
         "resource": {
-            "prefect.resource.id": f"s3://{bucket}/{obj.key}",
-            "prefect.resource.name": obj.key,
+            # Uploads come from one bucket: the webhook ignores every other.
+            "prefect.resource.id": f"s3://{images[0]['bucket']}/batch/{batch_id}",
+            "prefect.resource.name": f"{count} upload{'' if count == 1 else 's'}",
         },
-        "payload": {
-            "bucket": bucket,
-            "key": obj.key,
-            "etag": obj.etag,
-            "size": obj.size,
-            "sequencer": obj.sequencer,
-            "eventbridge_id": event.id,
-        },
+        "payload": {"images": list(images)},
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,8 +10,9 @@ import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from api.batching import Batcher
 from api.errors import install_error_handlers
-from api.prefect_events import TIMEOUT
+from api.prefect_events import ANSWER_SECONDS, TIMEOUT
 from api.routes import events, health, images
 from image_pipeline.settings import get_settings
 
@@ -20,7 +22,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # One connection pool to Prefect for the process, closed on shutdown.
     with httpx.Client(timeout=TIMEOUT) as http:
         app.state.http = http
-        yield
+        app.state.batcher = batcher = Batcher()
+        try:
+            yield
+        finally:
+            # Uploads still waiting for their batch go to Prefect before the client closes.
+            await asyncio.to_thread(batcher.close, ANSWER_SECONDS)
 
 
 def create_app() -> FastAPI:

@@ -30,7 +30,14 @@ class WebhookResult(BaseModel):
     message: str = Field(examples=["accepted"])
     accepted: bool = Field(description="False when the event is not for this pipeline.")
     event_id: str | None = Field(
-        None, description="Id of the Prefect event sent; the same upload always gets the same id."
+        None,
+        description="Id of the Prefect event that carried the upload with the others of its "
+        "batch; the same set of uploads always gets the same id.",
+    )
+    image_event_id: str | None = Field(
+        None,
+        description="The upload's own id (its `event_id` in the event's `images`); the same "
+        "upload always gets the same id.",
     )
 
 

@@ -10,6 +10,9 @@ import httpx
 # Every call the API makes to Prefect: EventBridge gives an API destination 5 s to answer,
 # so leave room to answer 503 in time; a person asking to reprocess gets the same bound.
 TIMEOUT = httpx.Timeout(3.0)
+# How long the webhook waits for Prefect's answer (which takes milliseconds when all is
+# well) before answering 503: the read timeout above and a margin, within EventBridge's 5 s.
+ANSWER_SECONDS = 3.5
 
 
 class PrefectUnavailable(Exception):

@@ -24,7 +24,7 @@ from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
-BENCHMARKS_MD = Path(__file__).resolve().parents[2] / "BENCHMARKS.md"
+BENCHMARKS_MD = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
 
 # --- statistics --------------------------------------------------------------------------
 

@@ -7,12 +7,22 @@ from datetime import datetime
 from typing import Any
 
 from PIL import Image
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 Size = tuple[int, int]
 
 # File extension of each thumbnail format.
 EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+
+
+class Upload(BaseModel):
+    """An upload as the event announces it: which object, and which version of it."""
+
+    model_config = ConfigDict(extra="ignore")  # events carry more (size, sequencer, ids)
+
+    bucket: str
+    key: str
+    etag: str | None = None
 
 
 class SourceObject(BaseModel):

@@ -25,6 +25,13 @@ from image_pipeline.settings import get_settings
 
 PROCESSING, COMPLETED, FAILED = "PROCESSING", "COMPLETED", "FAILED"
 
+# How long a run's claim on a version keeps other runs of the same version away
+# (`claim_expires_at`). S3 and EventBridge deliver at least once, and a duplicate may arrive
+# in another batch while the first run still works. A crashed run's hook releases its
+# claims; one that dies without its hook frees the image after this, when
+# reconcile-stuck-images also looks at it.
+CLAIM_LEASE_SECONDS = 600
+
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
@@ -116,7 +123,9 @@ _ERROR_FIELDS = ("error_type", "error_message", "failed_step")
 
 
 def mark_processing(source: SourceObject, flow_run_id: str) -> dict[str, Any] | None:
-    """Claim the item for this run; None when a newer upload already owns it."""
+    """Claim the item for this run; None when a newer upload owns it, or when another run
+    claimed this very version and its claim has not expired (a duplicate delivery)."""
+    now = time.time()
     return _update(
         source.key,
         {
@@ -126,12 +135,32 @@ def mark_processing(source: SourceObject, flow_run_id: str) -> dict[str, Any] | 
             "etag": source.etag,
             "source_last_modified": source.last_modified.timestamp(),
             "flow_run_id": flow_run_id,
+            "claim_expires_at": int(now + CLAIM_LEASE_SECONDS),
         },
-        condition="attribute_not_exists(ImageKey) OR attribute_not_exists(source_last_modified)"
-        " OR source_last_modified <= :last_modified",
-        values={":last_modified": source.last_modified.timestamp()},
+        condition="(attribute_not_exists(ImageKey) OR attribute_not_exists(source_last_modified)"
+        " OR source_last_modified <= :last_modified)"
+        " AND NOT (overall_processing_status = :processing AND etag = :etag"
+        " AND flow_run_id <> :run AND claim_expires_at > :now)",
+        values={
+            ":last_modified": source.last_modified.timestamp(),
+            ":processing": PROCESSING,
+            ":etag": source.etag,
+            ":run": flow_run_id,
+            ":now": int(now),
+        },
         add_attempt=True,
         remove=_ERROR_FIELDS,
+    )
+
+
+def release_claim(key: str, flow_run_id: str) -> dict[str, Any] | None:
+    """End the claim of a run that will not finish (its process died), so that another run
+    can take the image at once; None when that run no longer holds it."""
+    return _update(
+        key,
+        {"claim_expires_at": 0},
+        condition="overall_processing_status = :processing AND flow_run_id = :run",
+        values={":processing": PROCESSING, ":run": flow_run_id},
     )
 
 
@@ -240,7 +269,7 @@ def claim(source: SourceObject, flow_run_id: str, *, force: bool = False) -> dic
     ):
         return existing
     if mark_processing(source, flow_run_id) is None:
-        raise Superseded(f"a newer upload of {source.key} owns its record")
+        raise Superseded(f"a newer upload of {source.key}, or another run of it, owns its record")
     return None
 
 

@@ -27,10 +27,14 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
 
+from image_pipeline.models import Upload
 from image_pipeline.outcomes import RunRef
 
 PROCESS_IMAGE_FLOW = "process-image"
 PROCESS_IMAGE_DEPLOYMENT = "process-image/process-image"
+# A batch of uploads in one run (what the webhook's events start); each image a task run.
+PROCESS_IMAGES_FLOW = "process-images"
+PROCESS_IMAGES_DEPLOYMENT = "process-images/process-images"
 # Every state in which a run may still touch the image: not yet final.
 UNFINISHED = [
     StateType.SCHEDULED,
@@ -40,21 +44,32 @@ UNFINISHED = [
     StateType.CANCELLING,
 ]
 API_PAGE = 200  # the Prefect server's default and largest page
-PROCESS_IMAGE_RUNS = FlowFilter(name=FlowFilterName(any_=[PROCESS_IMAGE_FLOW]))
+IMAGE_RUNS = FlowFilter(name=FlowFilterName(any_=[PROCESS_IMAGE_FLOW, PROCESS_IMAGES_FLOW]))
 
 # How long a failure hook waits for Prefect to record the failed task's state (see failed_step).
 SETTLE_SECONDS = 5.0
 
 
+def uploads_of(run: FlowRun) -> list[Upload]:
+    """The images a process-image or process-images run is about."""
+    parameters = run.parameters or {}
+    if "images" in parameters:
+        return [Upload.model_validate(image) for image in parameters["images"]]
+    if "key" in parameters:
+        return [Upload.model_validate(parameters)]
+    return []
+
+
 def process_image_runs(
     client: SyncPrefectClient, flow_run_filter: FlowRunFilter, *, limit: int | None = None
 ) -> Iterator[FlowRun]:
-    """process-image runs that match, newest first, a page at a time, at most `limit`."""
+    """process-image and process-images runs that match, newest first, a page at a time, at
+    most `limit`."""
     offset = 0
     while limit is None or offset < limit:
         size = API_PAGE if limit is None else min(API_PAGE, limit - offset)
         page = client.read_flow_runs(
-            flow_filter=PROCESS_IMAGE_RUNS,
+            flow_filter=IMAGE_RUNS,
             flow_run_filter=flow_run_filter,
             sort=FlowRunSort.ID_DESC,
             limit=size,
@@ -92,9 +107,9 @@ def unfinished_runs(client: SyncPrefectClient, keys: set[str]) -> dict[str, RunR
     )
     found = {}
     for run in process_image_runs(client, unfinished):
-        key = (run.parameters or {}).get("key", run.name)
-        if key in keys:
-            found[key] = RunRef.of(run)
+        for upload in uploads_of(run):
+            if upload.key in keys:
+                found[upload.key] = RunRef.of(run)
     return found
 
 

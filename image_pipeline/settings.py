@@ -95,6 +95,11 @@ class Settings(BaseSettings):
         le=1,
         description="Share of AWS calls answered 503 before they are sent (`make soak`).",
     )
+    crash_marker: str | None = Field(
+        None,
+        description="Chaos testing: the flow-run process kills itself (SIGKILL) when it "
+        "validates a key that contains this text (the isolation tests).",
+    )
 
     # --- Event webhook and API -------------------------------------------------------
     webhook_api_key: SecretStr | None = Field(
@@ -109,6 +114,20 @@ class Settings(BaseSettings):
     )
     webhook_max_body_bytes: int = Field(
         262_144, gt=0, description="Largest webhook body accepted (EventBridge events are <256 KB)."
+    )
+    batch_window_seconds: float = Field(
+        0.25,
+        ge=0,
+        description="How long the webhook holds the first upload of a batch for others to "
+        "join. EventBridge waits 5 s for an answer: the window plus Prefect's answer must "
+        "stay well under it.",
+    )
+    batch_max_images: int = Field(
+        50,
+        ge=1,
+        le=200,
+        description="Uploads per Prefect event; a full batch is sent at once. At most 200, so "
+        "that even a batch of the longest keys stays under Prefect's 1.5 MB event limit.",
     )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

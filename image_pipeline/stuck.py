@@ -19,7 +19,7 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from pydantic import BaseModel
 
 from image_pipeline.errors import describe_run_end
-from image_pipeline.runs import failed_step
+from image_pipeline.runs import failed_step, uploads_of
 
 # error_type recorded for each final state of the run that left the image PROCESSING.
 ERROR_TYPES = {
@@ -60,15 +60,22 @@ class Lost(BaseModel):
     message: str
 
     @classmethod
-    def from_run(cls, run: FlowRun) -> Lost:
-        return cls(
-            key=run.parameters["key"],
-            bucket=run.parameters["bucket"],
-            etag=run.parameters.get("etag"),
-            flow_run_id=str(run.id),
-            message=f"{describe_run_end('Crashed')} (Flow run {run.name!r} ({run.id}) crashed "
-            f"before it recorded anything for the image; {RECORDED_BY}.)",
+    def from_run(cls, run: FlowRun) -> list[Lost]:
+        """One per image of the run (a process-images run carries several)."""
+        message = (
+            f"{describe_run_end('Crashed')} (Flow run {run.name!r} ({run.id}) crashed "
+            f"before it recorded anything for the image; {RECORDED_BY}.)"
         )
+        return [
+            cls(
+                key=upload.key,
+                bucket=upload.bucket,
+                etag=upload.etag,
+                flow_run_id=str(run.id),
+                message=message,
+            )
+            for upload in uploads_of(run)
+        ]
 
 
 class Verdict(BaseModel):

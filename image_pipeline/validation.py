@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 from image_pipeline.imaging.decode import check_file_size, decode
 from image_pipeline.keys import check_key
 from image_pipeline.models import DecodedImage, SourceObject
@@ -12,6 +15,9 @@ from image_pipeline.sources import download
 def validate(source: SourceObject) -> DecodedImage:
     """Download the object version the run is about, once, and decode it."""
     settings = get_settings()
+    if settings.crash_marker and settings.crash_marker in source.key:
+        # Chaos testing: what a segfault or the OOM killer does to the process, mid-step.
+        os.kill(os.getpid(), signal.SIGKILL)
     check_key(source.key, settings.thumbnail_sizes, settings.transparent_format)
     check_file_size(source.size, settings.max_file_bytes)  # before paying for the download
     sizes = settings.thumbnail_sizes

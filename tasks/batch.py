@@ -1,8 +1,11 @@
-"""Many images inside one task: the backfill's unit of work.
+"""Many images in one flow run: the unit of work of a burst and of the backfill.
 
-The same steps as `process-image` (`tasks.pipeline.STEPS`), called as plain functions
-(`.fn`), so that a thousand images cost a few dozen task runs instead of thousands. Each
-image still ends with its own item: COMPLETED, or FAILED with the step and the reason.
+`process_upload` is one image as a task run named by its key, whose steps
+(`tasks.pipeline.STEPS`) are task runs of their own, each with its retries; the
+`process-images` flow maps it over a batch of uploads. `process_batch` is the backfill's
+cheaper form: many images in one task run, the same steps called as plain functions
+(`.fn`). Either way each image ends with its own item: COMPLETED, or FAILED with the step
+and the reason.
 """
 
 from __future__ import annotations
@@ -17,24 +20,32 @@ from image_pipeline.models import ImageWork, SourceObject
 from image_pipeline.outcomes import Outcome
 from tasks.pipeline import STEPS, Step, is_done
 from tasks.policies import TRANSIENT_RETRIES
+from tasks.source import describe_source
 
 COMPLETED, FAILED = records.COMPLETED, records.FAILED
 ALREADY_DONE, SUPERSEDED = "ALREADY_DONE", "SUPERSEDED"
 
 
-def process_one(source: SourceObject, run_id: str, *, force: bool = False) -> Outcome:
-    work = ImageWork(source=source, run_id=run_id, force=force)
+def process_one(work: ImageWork, *, inline: bool) -> Outcome:
+    """Walk the steps for one image; its outcome, with a failure recorded on its item.
+
+    `inline` calls the steps as plain functions and lets transient errors through, so that
+    the batch task around them retries; otherwise each step is a task run that has already
+    retried them, and what it raises is the image's failure.
+    """
+    key = work.source.key
     for step in STEPS:
         try:
-            work = step.task.fn(work)
-        except Superseded:
-            return Outcome(key=source.key, action=SUPERSEDED)
+            work = step.task.fn(work) if inline else step.task(work)
+        except Superseded as exc:
+            run_logger(__name__).info("%s: nothing to do: %s", key, exc)
+            return Outcome(key=key, action=SUPERSEDED)
         except Exception as exc:  # recorded on the item and in the outcome, never dropped
-            if is_transient(exc):
-                raise  # the batch task retries; images already done are skipped the next time
+            if inline and is_transient(exc):
+                raise
             return _record_failure(work, step, exc)
         if is_done(work):
-            return Outcome(key=source.key, action=COMPLETED if step is STEPS[-1] else ALREADY_DONE)
+            return Outcome(key=key, action=COMPLETED if step is STEPS[-1] else ALREADY_DONE)
     raise AssertionError("the last step stores the item")
 
 
@@ -55,6 +66,38 @@ def _record_failure(work: ImageWork, step: Step, exc: Exception) -> Outcome:
     return Outcome(key=source.key, action=FAILED, error_type=error_type, failed_step=step.name)
 
 
+@task(
+    name="image",
+    task_run_name="{key}",
+    cache_policy=NO_CACHE,
+    persist_result=False,
+)
+def process_upload(bucket: str, key: str, etag: str | None, run_id: str) -> Outcome:
+    """One uploaded image, its steps as task runs of their own (retried each)."""
+    try:
+        source = describe_source(bucket, key, etag)
+    except Superseded as exc:
+        run_logger(__name__).info("%s: nothing to do: %s", key, exc)
+        return Outcome(key=key, action=SUPERSEDED)
+    except Exception as exc:  # S3 unreachable after the retries: the image's failure
+        error_type, message = describe_error(exc)
+        log_error(run_logger(__name__), exc, f"{key} failed at step {describe_source.name}")
+        records.mark_failed(
+            bucket,
+            key,
+            etag,
+            run_id,
+            error_type=error_type,
+            error_message=message,
+            failed_step=describe_source.name,
+        )
+        return Outcome(key=key, action=FAILED, error_type=error_type, failed_step="source")
+    return process_one(ImageWork(source=source, run_id=run_id), inline=False)
+
+
 @task(name="process-batch", **TRANSIENT_RETRIES, cache_policy=NO_CACHE, persist_result=False)
 def process_batch(sources: list[SourceObject], run_id: str, force: bool = False) -> list[Outcome]:
-    return [process_one(source, run_id, force=force) for source in sources]
+    return [
+        process_one(ImageWork(source=source, run_id=run_id, force=force), inline=True)
+        for source in sources
+    ]

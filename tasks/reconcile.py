@@ -84,7 +84,7 @@ def find_lost_images(since: datetime, key_prefix: str | None, limit: int) -> lis
     """Images under `key_prefix` with no item, whose process-image run crashed after `since`."""
     with get_client(sync_client=True) as client:
         runs = crashed_runs(client, since, limit)
-    lost = [Lost.from_run(run) for run in runs if "key" in run.parameters]
+    lost = [image for run in runs for image in Lost.from_run(run)]
     return [
         image
         for image in lost

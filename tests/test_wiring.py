@@ -27,13 +27,14 @@ def test_every_entrypoint_is_a_flow_of_that_name() -> None:
     assert sorted(names) == [
         "backfill",
         "process-image",
+        "process-images",
         "reconcile-stuck-images",
         "rerun-failed-images",
     ]
 
 
-def test_the_trigger_passes_what_process_image_takes() -> None:
-    [process_image] = [d for d in deployments() if d["name"] == "process-image"]
-    [trigger] = process_image["triggers"]
-    assert set(trigger["parameters"]) == {"bucket", "key", "etag"}
-    assert trigger["expect"] == ["aws.s3.object.created"]
+def test_the_trigger_passes_what_process_images_takes() -> None:
+    [process_images] = [d for d in deployments() if d["name"] == "process-images"]
+    [trigger] = process_images["triggers"]
+    assert trigger["parameters"] == {"images": "{{ event.payload.images }}"}
+    assert trigger["expect"] == ["aws.s3.objects.created"]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from concurrent.futures import Future
 
 from fastapi import APIRouter, Response, status
 from pydantic import ValidationError
 
-from api.deps import Prefect, SettingsDep, WebhookBody
+from api.deps import Batching, Prefect, SettingsDep, WebhookBody
 from api.errors import ApiError
 from api.events import (
     EXAMPLE_EVENT,
@@ -15,11 +17,11 @@ from api.events import (
     ObjectCreatedEvent,
     S3Event,
     ignore_reason,
+    image,
     parse,
-    prefect_event,
 )
 from api.models import INVALID, UNAVAILABLE, Message, WebhookResult
-from api.prefect_events import PrefectUnavailable
+from api.prefect_events import ANSWER_SECONDS, PrefectUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -47,24 +49,41 @@ REQUEST_BODY = {
     },
     openapi_extra={"requestBody": REQUEST_BODY},
 )
-def receive_s3_event(
-    body: WebhookBody, settings: SettingsDep, prefect: Prefect, response: Response
+async def receive_s3_event(
+    body: WebhookBody,
+    settings: SettingsDep,
+    prefect: Prefect,
+    batcher: Batching,
+    response: Response,
 ) -> WebhookResult:
-    """Turn an S3 "Object Created" event from EventBridge into one Prefect event."""
+    """Add an S3 "Object Created" event from EventBridge to the batch of uploads that goes to
+    Prefect as one event; answer once Prefect has taken that event."""
     event = _parse(body)
     if not isinstance(event, ObjectCreatedEvent):
         reason = f"ignored: detail-type {event.detail_type!r} is not {OBJECT_CREATED!r}"
         return _ignored(response, reason)
     if reason := ignore_reason(event, settings.uploads_bucket, settings.uploads_prefix):
         return _ignored(response, reason)
-    prefect_evt = prefect_event(event)
+    upload = image(event)
+    window = settings.batch_window_seconds
+    sent = batcher.add(upload, prefect.emit, window, settings.batch_max_images)
+    batch_id = await _wait_for(sent, window + ANSWER_SECONDS, upload["event_id"])
+    return WebhookResult(
+        message="accepted", accepted=True, event_id=batch_id, image_event_id=upload["event_id"]
+    )
+
+
+async def _wait_for(sent: Future[str], timeout: float, image_id: str) -> str:
+    """The batch event's id once Prefect took it; 503 when it did not, or not in time: a
+    5xx makes EventBridge retry the delivery, so no upload is lost."""
     try:
-        prefect.emit(prefect_evt)
-    except PrefectUnavailable as exc:
-        logger.warning("Prefect did not take event %s: %s", prefect_evt["id"], exc)
-        # A 5xx makes EventBridge retry; the event id keeps the retry from running twice.
+        # Shielded: a request that gives up must not cancel the batch others wait on.
+        return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(sent)), timeout)
+    except PrefectUnavailable as exc:  # the batcher logged it, once for the whole batch
         raise ApiError(status.HTTP_503_SERVICE_UNAVAILABLE, PREFECT_UNAVAILABLE) from exc
-    return WebhookResult(message="accepted", accepted=True, event_id=prefect_evt["id"])
+    except TimeoutError as exc:
+        logger.warning("No answer from Prefect in %.1f s for upload %s", timeout, image_id)
+        raise ApiError(status.HTTP_503_SERVICE_UNAVAILABLE, PREFECT_UNAVAILABLE) from exc
 
 
 def _parse(body: bytes) -> S3Event:

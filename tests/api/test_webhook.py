@@ -6,13 +6,14 @@ import http.client
 import json
 import socket
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
 from prefect.settings import PREFECT_API_KEY, PREFECT_API_URL, temporary_settings
 
-from api.events import event_id
+from api.events import batch_event_id, event_id
 from deployments.local.processes import free_port
 from image_pipeline.settings import get_settings
 from tests.api.conftest import (
@@ -36,10 +37,63 @@ def post(api: str, body: object, api_key: str | None, **kwargs: object) -> httpx
     return httpx.post(f"{api}/events/s3", content=content, headers=sent, **kwargs)
 
 
+def post_together(
+    api: str, events: list[dict], api_key: str, timeout: float = 30
+) -> list[httpx.Response]:
+    """Deliver `events` at once, as EventBridge does in a burst; the answers in that order."""
+    with ThreadPoolExecutor(len(events)) as pool:
+        return list(pool.map(lambda event: post(api, event, api_key, timeout=timeout), events))
+
+
+def burst_to_fake_prefect(
+    events: list[dict], api_key: str, status: int = 204, timeout: float = 30
+) -> tuple[list[httpx.Response], list[dict]]:
+    """Deliver `events` at once to an app whose Prefect is a `FakePrefect` answering
+    `status`; the answers, and what the fake received."""
+    with (
+        FakePrefect(status=status) as prefect,
+        temporary_settings(updates={PREFECT_API_URL: prefect.api_url}),
+        serve() as api,
+    ):
+        return post_together(api, events, api_key, timeout=timeout), prefect.requests
+
+
 def expected_id(event: dict) -> str:
+    """The upload's own id (`image_event_id`)."""
     obj = event["detail"]["object"]
     bucket = event["detail"]["bucket"]["name"]
     return str(event_id(bucket, obj["key"], obj.get("etag"), obj.get("sequencer"), event["id"]))
+
+
+def batch_id(*events: dict) -> str:
+    """The id of the Prefect event that carries these uploads."""
+    return str(batch_event_id(expected_id(event) for event in events))
+
+
+def image(event: dict) -> dict:
+    """The upload as the Prefect event's `images` lists it."""
+    obj = event["detail"]["object"]
+    return {
+        "bucket": event["detail"]["bucket"]["name"],
+        "key": obj["key"],
+        "etag": obj.get("etag"),
+        "size": obj.get("size"),
+        "sequencer": obj.get("sequencer"),
+        "eventbridge_id": event["id"],
+        "event_id": expected_id(event),
+    }
+
+
+def by_key(images: Iterable[dict]) -> list[dict]:
+    """In a batch, images come in order of arrival; concurrent requests have none."""
+    return sorted(images, key=lambda i: i["key"])
+
+
+@pytest.fixture
+def window(configure: Callable[..., None], webhook_key: str) -> float:
+    """A window that a burst of local requests surely falls within."""
+    configure(batch_window_seconds=2)
+    return 2.0
 
 
 @pytest.fixture
@@ -196,38 +250,44 @@ def test_events_not_for_the_pipeline_are_acknowledged_and_never_reach_prefect(
     # ignored one would be too, had it been sent.
     marker = eventbridge_event(unique_key("marker.jpg"))
     assert post(api, marker, webhook_key).status_code == 202
-    wait_for_prefect_events([expected_id(marker)])
-    assert prefect_events([expected_id(event) for event in ignored.values()]) == []
+    wait_for_prefect_events([batch_id(marker)])
+    assert prefect_events([batch_id(event) for event in ignored.values()]) == []
 
 
 # --- accepted events -------------------------------------------------------------------------
 
 
-def test_accepted_event_reaches_prefect_with_a_deterministic_id_and_the_raw_key(
+def test_a_lone_upload_reaches_prefect_as_a_batch_of_one_with_the_raw_key(
     api: str, webhook_key: str
 ) -> None:
     key = unique_key("x y+z%20é.jpg")
     event = eventbridge_event(key, etag="abc123", sequencer="0062A1B2C3", size=321)
-    response = post(api, event, webhook_key)
+    response = post(api, event, webhook_key)  # answered once its window has passed
     assert response.status_code == 202
     assert response.json() == {
         "message": "accepted",
         "accepted": True,
-        "event_id": expected_id(event),
+        "event_id": batch_id(event),
+        "image_event_id": expected_id(event),
     }
 
-    [stored] = wait_for_prefect_events([expected_id(event)])
-    assert stored["event"] == "aws.s3.object.created"
+    [stored] = wait_for_prefect_events([batch_id(event)])
+    assert stored["event"] == "aws.s3.objects.created"
     bucket = get_settings().uploads_bucket
-    assert stored["resource"]["prefect.resource.id"] == f"s3://{bucket}/{key}"
-    assert stored["resource"]["prefect.resource.name"] == key
+    assert stored["resource"]["prefect.resource.id"] == f"s3://{bucket}/batch/{batch_id(event)}"
+    assert stored["resource"]["prefect.resource.name"] == "1 upload"
     assert stored["payload"] == {
-        "bucket": bucket,
-        "key": key,
-        "etag": "abc123",
-        "size": 321,
-        "sequencer": "0062A1B2C3",
-        "eventbridge_id": event["id"],
+        "images": [
+            {
+                "bucket": bucket,
+                "key": key,
+                "etag": "abc123",
+                "size": 321,
+                "sequencer": "0062A1B2C3",
+                "eventbridge_id": event["id"],
+                "event_id": expected_id(event),
+            }
+        ]
     }
 
 
@@ -236,7 +296,7 @@ def test_event_without_etag_and_sequencer_is_accepted(api: str, webhook_key: str
     response = post(api, event, webhook_key)
     assert response.status_code == 202
     [stored] = wait_for_prefect_events([response.json()["event_id"]])
-    assert stored["payload"]["eventbridge_id"] == event["id"]
+    assert stored["payload"]["images"] == [image(event)]
 
 
 def test_the_same_upload_delivered_twice_is_one_prefect_event(api: str, webhook_key: str) -> None:
@@ -247,8 +307,67 @@ def test_the_same_upload_delivered_twice_is_one_prefect_event(api: str, webhook_
     third = post(api, redelivered, webhook_key)
     assert first.status_code == again.status_code == third.status_code == 202
     ids = {r.json()["event_id"] for r in (first, again, third)}
-    assert ids == {expected_id(event)}
+    assert ids == {batch_id(event)}  # each a batch of one: the same set, the same id
     assert len(wait_for_prefect_events(list(ids))) == 1
+
+
+def test_uploads_delivered_together_are_one_prefect_event(
+    api: str, webhook_key: str, window: float
+) -> None:
+    events = [eventbridge_event(unique_key(f"{n}.jpg", "burst/")) for n in range(5)]
+    responses = post_together(api, events, webhook_key)
+    assert [r.status_code for r in responses] == [202] * 5
+    assert {r.json()["event_id"] for r in responses} == {batch_id(*events)}
+    assert [r.json()["image_event_id"] for r in responses] == [expected_id(e) for e in events]
+
+    [stored] = wait_for_prefect_events([batch_id(*events)])
+    assert stored["event"] == "aws.s3.objects.created"
+    assert stored["resource"]["prefect.resource.name"] == "5 uploads"
+    assert by_key(stored["payload"]["images"]) == by_key(image(e) for e in events)
+
+
+# --- batching, against a stand-in Prefect that records what it is sent ---------------------
+
+
+def test_a_burst_within_the_window_is_one_event_of_every_upload(
+    webhook_key: str, window: float
+) -> None:
+    events = [eventbridge_event(unique_key(f"{n}.jpg")) for n in range(8)]
+    responses, requests = burst_to_fake_prefect(events, webhook_key)
+    assert [r.status_code for r in responses] == [202] * 8
+    assert {r.json()["event_id"] for r in responses} == {batch_id(*events)}
+    [sent] = requests
+    [event] = sent["json"]
+    assert event["id"] == batch_id(*events)
+    assert by_key(event["payload"]["images"]) == by_key(image(e) for e in events)
+
+
+def test_a_full_batch_is_sent_without_waiting_for_the_window(
+    webhook_key: str, configure: Callable[..., None]
+) -> None:
+    configure(webhook_api_key=webhook_key, batch_window_seconds=30, batch_max_images=3)
+    events = [eventbridge_event(unique_key(f"{n}.jpg")) for n in range(3)]
+    # Far shorter than the window: a request that waited for it times out.
+    responses, requests = burst_to_fake_prefect(events, webhook_key, timeout=10)
+    assert [r.status_code for r in responses] == [202] * 3
+    [sent] = requests
+    assert [e["id"] for e in sent["json"]] == [batch_id(*events)]
+    assert len(sent["json"][0]["payload"]["images"]) == 3
+
+
+def test_duplicates_within_a_batch_are_one_image(webhook_key: str, window: float) -> None:
+    event = eventbridge_event(unique_key("a.jpg"))
+    redelivered = event | {"id": str(uuid.uuid4())}
+    other = eventbridge_event(unique_key("b.jpg"))
+    responses, requests = burst_to_fake_prefect([event, redelivered, other], webhook_key)
+    assert [r.status_code for r in responses] == [202] * 3
+    assert {r.json()["event_id"] for r in responses} == {batch_id(event, other)}
+    assert responses[0].json()["image_event_id"] == responses[1].json()["image_event_id"]
+    [sent] = requests
+    keys = [i["key"] for i in sent["json"][0]["payload"]["images"]]
+    assert sorted(keys) == sorted(
+        [event["detail"]["object"]["key"], other["detail"]["object"]["key"]]
+    )
 
 
 # --- Prefect trouble ---------------------------------------------------------------------------
@@ -277,6 +396,17 @@ def test_prefect_error_is_503_and_the_api_key_is_sent_but_never_logged(
     [sent] = prefect.requests
     assert sent["path"] == "/api/events"
     assert sent["headers"]["Authorization"] == f"Bearer {secret}"
-    assert [e["id"] for e in sent["json"]] == [expected_id(event)]
+    assert [e["id"] for e in sent["json"]] == [batch_id(event)]
     assert secret not in caplog.text
     assert webhook_key not in caplog.text
+
+
+def test_a_prefect_error_is_503_for_every_upload_of_the_batch(
+    webhook_key: str, window: float
+) -> None:
+    events = [eventbridge_event(unique_key(f"{n}.jpg")) for n in range(4)]
+    responses, requests = burst_to_fake_prefect(events, webhook_key, status=500)
+    assert [r.status_code for r in responses] == [503] * 4
+    assert all(r.json() == UNAVAILABLE for r in responses)
+    [sent] = requests  # one attempt for the batch; EventBridge retries each upload
+    assert len(sent["json"][0]["payload"]["images"]) == 4

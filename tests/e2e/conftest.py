@@ -32,6 +32,10 @@ def rekognition() -> Iterator[FakeRekognition]:
         yield fake
 
 
+# A key with this in it kills the flow-run process that validates it.
+CRASH_MARKER = "crash-the-process"
+
+
 @pytest.fixture(scope="package")
 def services(
     tmp_path_factory: pytest.TempPathFactory, rekognition: FakeRekognition
@@ -44,7 +48,12 @@ def services(
         state=state,
         api_key=uuid.uuid4().hex,
         operator_key=uuid.uuid4().hex,
-        extra_env=(("IMAGE_PIPELINE_REKOGNITION_ENDPOINT_URL", rekognition.url),),
+        extra_env=(
+            ("IMAGE_PIPELINE_REKOGNITION_ENDPOINT_URL", rekognition.url),
+            ("IMAGE_PIPELINE_CRASH_MARKER", CRASH_MARKER),
+            # Uploads of one test land in one batch however busy the machine is.
+            ("IMAGE_PIPELINE_BATCH_WINDOW_SECONDS", "1.0"),
+        ),
     )
     try:
         with stack.running(the_stack, worker_limit=4) as running:
@@ -112,18 +121,28 @@ def wait_for_final(local: stack.Stack, key: str) -> dict[str, Any]:
 
 
 def process_image_runs(local: stack.Stack, **flow_runs: Any) -> list[dict[str, Any]]:
-    """process-image flow runs matching a Prefect `flow_runs` filter, e.g. name=..."""
+    """process-image and process-images runs matching a Prefect `flow_runs` filter."""
     response = httpx.post(
         f"{local.prefect_url}/api/flow_runs/filter",
-        json={"flows": {"name": {"any_": ["process-image"]}}, "flow_runs": flow_runs},
+        json={
+            "flows": {"name": {"any_": ["process-image", "process-images"]}},
+            "flow_runs": flow_runs,
+            "limit": 200,
+        },
         timeout=10,
     )
     response.raise_for_status()
     return response.json()
 
 
+def keys_of(run: dict[str, Any]) -> list[str]:
+    parameters = run["parameters"]
+    return [image["key"] for image in parameters.get("images", [])] or [parameters.get("key")]
+
+
 def flow_runs_for(local: stack.Stack, key: str) -> list[dict[str, Any]]:
-    return process_image_runs(local, name={"any_": [key]})
+    """The runs that were about `key`: its own process-image runs, or batches holding it."""
+    return [run for run in process_image_runs(local) if key in keys_of(run)]
 
 
 UNFINISHED = ["SCHEDULED", "PENDING", "RUNNING", "CANCELLING"]

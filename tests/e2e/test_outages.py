@@ -24,6 +24,7 @@ from tests.e2e.conftest import (
     SETTINGS,
     aws,
     flow_runs_for,
+    keys_of,
     notices_for,
     process_image_runs,
     status,
@@ -146,7 +147,7 @@ def test_a_webhook_call_while_prefect_is_down_gets_503_and_its_redelivery_runs_o
 def waiting_runs(local: stack.Stack) -> set[str]:
     """The keys of process-image runs scheduled and waiting for a worker (Scheduled or Late)."""
     waiting = process_image_runs(local, state={"type": {"any_": ["SCHEDULED"]}})
-    return {run["parameters"]["key"] for run in waiting}
+    return {key for run in waiting for key in keys_of(run)}
 
 
 def refused_deliveries(local: stack.Stack) -> int:

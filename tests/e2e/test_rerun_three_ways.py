@@ -118,8 +118,10 @@ def test_a_fixed_failure_reruns_three_ways(
     folder = f"uploads/three-ways-{uuid.uuid4().hex[:6]}/"
     keys = {way: f"{folder}{way}/photo é+1.jpg" for way in WAYS}
     s3 = aws(local, "s3")
-    for key in keys.values():
+    for count, key in enumerate(keys.values(), start=1):
         s3.put_object(Bucket=SETTINGS.uploads_bucket, Key=key, Body=samples()["photo.jpg"])
+        # One upload at a time, each in a run of its own: each way reruns its own failure.
+        wait_for_status(local, folder, "FAILED", count)
 
     failed = wait_for_status(local, folder, "FAILED", len(keys))
     for item in failed.values():
@@ -155,7 +157,8 @@ def test_a_fixed_failure_reruns_three_ways(
     retried = prefect(local, "GET", f"/flow_runs/{first_run['retry']}")
     assert done[keys["retry"]]["flow_run_id"] == first_run["retry"]
     assert retried["state_type"] == "COMPLETED" and retried["run_count"] == 2
-    assert retried["parameters"]["etag"] == failed[keys["retry"]]["etag"]
+    [image] = retried["parameters"]["images"]  # the upload's batch: it came alone
+    assert image["etag"] == failed[keys["retry"]]["etag"]
     assert [run["id"] for run in flow_runs_for(local, keys["retry"])] == [first_run["retry"]]
 
     # reprocess: a new run, for the current version of the object.

@@ -18,6 +18,7 @@ from prefect.states import Completed
 
 from flows.hooks import _record_and_notify, notify_success
 from flows.process_image import process_image
+from image_pipeline import records
 from image_pipeline.aws import client
 from image_pipeline.errors import Superseded
 from image_pipeline.imaging.render import fit_within
@@ -215,15 +216,26 @@ def test_older_run_stalled_right_before_its_upload_cannot_overwrite(
     assert_thumbnails_show(key, (300, 600), BLUE)
 
 
+def test_a_duplicate_within_the_claim_lease_leaves_the_image_to_the_first_run() -> None:
+    key = unique_key("duplicate.png")
+    etag = put_upload(key, NEW)
+    first = Run(key, etag).claim_and_validate()
+
+    with pytest.raises(Superseded):
+        Run(key, etag).claim_and_validate()
+    assert read_item(key)["flow_run_id"] == first.work.run_id
+
+
 def test_a_failed_duplicate_neither_clobbers_the_live_run_nor_announces(
     notices: Notices,
 ) -> None:
-    """Two runs of one version: the first loses its claim to the second, then fails (an
-    outage). Its failure hook must leave the second run's claim alone and stay silent; the
-    second run completes and announces, once."""
+    """Two runs of one version: the first loses its claim to the second (its lease ran out),
+    then fails (an outage). Its failure hook must leave the second run's claim alone and stay
+    silent; the second run completes and announces, once."""
     key = unique_key("failed-duplicate.png")
     etag = put_upload(key, NEW)
     first = Run(key, etag).claim_and_validate()
+    records.release_claim(key, first.work.run_id)  # as if its lease had run out
     second = Run(key, etag).claim_and_validate()
 
     # What its failure hook does (the plain run has no task runs in Prefect to wait for).

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from image_pipeline.models import ImageWork
 from image_pipeline.records import read_item
 from image_pipeline.settings import get_settings
 from image_pipeline.sources import head_source
@@ -120,7 +121,7 @@ def test_mutated_images_complete_or_fail_cleanly(fmt: str, mutation) -> None:
     put_upload(key, mutation.apply(BASES[fmt]))
     source = head_source(get_settings().uploads_bucket, key, None)
 
-    outcome = process_one(source, f"fuzz-{uuid.uuid4()}")
+    outcome = process_one(ImageWork(source=source, run_id=f"fuzz-{uuid.uuid4()}"), inline=True)
 
     assert outcome.action in ("COMPLETED", "FAILED"), outcome
     assert_clean_outcome(key, outcome.action, outcome.error_type)

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from image_pipeline import records
 from image_pipeline.errors import Superseded
 from image_pipeline.records import read_item
 from tasks.pipeline import STEPS
@@ -31,6 +32,13 @@ def test_claim_then_store(work_for: MakeWork) -> None:
     assert done.item and done.item["overall_processing_status"] == "COMPLETED"
 
 
+def test_a_duplicate_run_cannot_claim_a_version_another_run_holds(work_for: MakeWork) -> None:
+    first = claim_record.fn(work_for(images.png(), "a.png"))
+    with pytest.raises(Superseded):
+        claim_record.fn(replace(first, run_id="a-duplicate-run"))
+    assert read_item(first.source.key)["flow_run_id"] == first.run_id
+
+
 def test_a_version_already_done_is_handed_back_by_the_claim(work_for: MakeWork) -> None:
     done = _walk(work_for(images.png(), "a.png"))
     again = claim_record.fn(replace(done, item=None, run_id="another-run"))
@@ -42,6 +50,7 @@ def test_store_refuses_a_run_that_lost_the_record(work_for: MakeWork) -> None:
     work = first
     for step in STEPS[:-1]:
         work = step.task.fn(work)
+    records.release_claim(first.source.key, first.run_id)  # its lease ran out
     claim_record.fn(replace(first, run_id="a-later-run", force=True))  # another run claims it
     with pytest.raises(Superseded):
         store_record.fn(work)
