@@ -14,6 +14,7 @@ from prefect.states import Crashed
 from flows.hooks import split_crashed_batch
 from flows.process_images import process_images
 from image_pipeline import records
+from image_pipeline.errors import describe_run_end
 from image_pipeline.models import ImageWork
 from image_pipeline.records import read_item
 from image_pipeline.settings import get_settings
@@ -174,7 +175,7 @@ def test_a_crashed_batch_of_one_is_the_image_at_fault(
 
     item = read_item(image["key"])
     assert (item["overall_processing_status"], item["error_type"]) == ("FAILED", "Crashed")
-    assert item["error_message"] == "Process exited with code -9."
+    assert item["error_message"] == describe_run_end("Crashed")  # the details: the run's log
     [notice] = about(notifications(), image["key"])
     assert notice["MessageAttributes"]["processing_status"]["Value"] == "FAILURE"
 
