@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -59,6 +60,14 @@ def configure(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
     yield apply
     monkeypatch.undo()
     _reset_caches()
+
+
+@pytest.fixture
+def operator_key(configure: Callable[..., None]) -> str:
+    """A fresh operator key, configured for this test (the API reads it per request)."""
+    key = f"operator-{uuid.uuid4().hex}"
+    configure(operator_api_key=key)
+    return key
 
 
 @pytest.fixture(scope="session")

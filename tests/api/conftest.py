@@ -64,13 +64,6 @@ def webhook_key(configure: Callable[..., None]) -> str:
     return key
 
 
-@pytest.fixture
-def operator_key(configure: Callable[..., None]) -> str:
-    key = f"operator-{uuid.uuid4().hex}"
-    configure(operator_api_key=key)
-    return key
-
-
 def bearer(key: str) -> dict[str, str]:
     # An empty key is sent as `Bearer` alone: HTTP forbids the trailing space of `Bearer `.
     return {"Authorization": f"Bearer {key}".rstrip()}

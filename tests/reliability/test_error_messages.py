@@ -17,7 +17,7 @@ import pytest
 
 from image_pipeline.settings import get_settings
 from tests import images
-from tests.api.conftest import serve
+from tests.api.conftest import bearer, serve
 from tests.reliability.conftest import Notices, put_upload, run, run_logs, wait_until
 from tests.reliability.faults import fail_next
 
@@ -37,7 +37,9 @@ def leaks(text: str) -> list[str]:
     return [part for part in parts if part in text]
 
 
-def test_access_denied_is_told_by_its_type_and_logged_in_full(notices: Notices) -> None:
+def test_access_denied_is_told_by_its_type_and_logged_in_full(
+    notices: Notices, operator_key: str
+) -> None:
     name = f"rel-denied-{uuid.uuid4().hex[:8]}.jpg"  # directly under uploads/: the original route
     key = f"uploads/{name}"
     bucket = get_settings().uploads_bucket
@@ -59,12 +61,17 @@ def test_access_denied_is_told_by_its_type_and_logged_in_full(notices: Notices) 
     [notice] = notices.wait_for(key)
     assert "Error: AccessDenied" in notice["Message"] and DENIED in notice["Message"]
 
+    operator = bearer(operator_key)
     with serve() as api:
         answers = {
             "the original route": httpx.get(f"{api}/images/uploads/{name}/status"),
-            "the status route": httpx.get(f"{api}/images/{quote(key, safe='/')}/status"),
+            "the status route": httpx.get(
+                f"{api}/images/{quote(key, safe='/')}/status", headers=operator
+            ),
             "the listing": httpx.get(
-                f"{api}/images", params={"status": "FAILED", "key_prefix": key}
+                f"{api}/images",
+                params={"status": "FAILED", "key_prefix": key},
+                headers=operator,
             ),
         }
     for where, response in answers.items():
