@@ -3,7 +3,7 @@ key, no thumbnails), and the process unharmed: the next good image in it still c
 
 Outcomes (input → error_type: message):
     empty file                      → EmptyFile: The file is 0 bytes long.
-    text named .jpg, HTML named .png → NotAnImage: ... matches no known image format.
+    text named .jpg, HTML named .png → NotAnImage: ... starts with no known image signature.
     PDF named .jpg                  → UnsupportedFormat: The file is in PDF format, ...
     truncated JPEG / PNG            → CorruptImage: The image data is truncated or corrupt (...)
     PNG declaring 30000x30000       → TooManyPixels: The image is 30000x30000 pixels ...
