@@ -27,13 +27,6 @@ for _plugin in ("Avif", "Bmp", "Gif", "Jpeg", "Png", "Tiff", "WebP"):
 # since 11.2); pillow-heif 1.x has no AVIF opener any more, so there is no fallback to register.
 pillow_heif.register_heif_opener()
 
-# Pillow's own bomb limit is process-wide and fires inside Image.open, before we can see the
-# size: a warning from 89 MP, an error from 179 MP, whatever `max_pixels` says. `decode` makes
-# the same check on the header, at the same moment (before any pixel is decoded), against the
-# configured limit and with a message users understand, so Pillow's is switched off rather
-# than raced with. `decode` still converts Pillow's error should anything re-enable it.
-Image.MAX_IMAGE_PIXELS = None
-
 # Pillow names of the accepted formats, whose plugins are registered above. Only their
 # signature checks ever see the bytes, and only the plugin whose signature matches parses
 # them. JPEG's opener returns "MPO" for multi-picture (phone) JPEGs. A Pillow built without
@@ -81,6 +74,9 @@ DECODE_ERRORS = (
     IndexError,
     RuntimeError,
 )
+# Pillow's bomb check: the error above twice its limit, and the warning above it when
+# warnings are turned into errors.
+BOMB = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 # EXIF orientation → the transpose that makes the image upright (as ImageOps.exif_transpose).
 TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -104,12 +100,13 @@ def decode(data: bytes, *, max_file_bytes: int, max_pixels: int, largest_box: Si
     covers it after orientation.
     """
     check_file_size(len(data), max_file_bytes)
-    with _open(data) as im:
+    _set_pillows_limit(max_pixels)
+    with _open(data, max_pixels) as im:
         _check_pixels(im.size, max_pixels)
         stored = (im.format or "", im.width, im.height, im.mode)
         if im.format in JPEG_FORMATS:  # a JPEG's EXIF is read with its header, before load
             _draft(im, exif.orientation(im), largest_box)
-        _load(im)
+        _load(im, max_pixels)
         # Other formats' EXIF only after load: PNG keeps eXIf after the pixel data and would
         # load (and raise for truncation) inside getexif, where it would pass as bad EXIF.
         orientation = exif.orientation(im)
@@ -138,17 +135,26 @@ def _mb(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MB"
 
 
-def _open(data: bytes) -> ImageFile.ImageFile:
+def _set_pillows_limit(max_pixels: int) -> None:
+    """Keep Pillow's own bomb check on, as a backstop that follows our limit.
+
+    It warns above `max_pixels` and refuses above twice it, inside `Image.open` and the
+    plugins, some of which allocate before `_check_pixels` can look (a WebP's canvas). Our
+    check sees every header first below twice the limit and gives the clearer message.
+    Process-wide, like the setting it comes from.
+    """
+    Image.MAX_IMAGE_PIXELS = max_pixels
+
+
+def _open(data: bytes, max_pixels: int) -> ImageFile.ImageFile:
     """Open with the plugin the signature names, and no other; this reads the header only."""
     formats = _sniff(data)
     if not formats:
         raise _unaccepted(data)
     try:
         return Image.open(io.BytesIO(data), formats=formats)
-    except Image.DecompressionBombError as exc:
-        raise ImageRejected(
-            "TooManyPixels", "The image has too many pixels to be processed safely."
-        ) from exc
+    except BOMB as exc:
+        raise _bomb(exc, max_pixels) from exc
     except UnidentifiedImageError:
         # Pillow's word for a plugin refusing the header behind its own signature.
         raise ImageRejected(
@@ -209,6 +215,15 @@ def _corrupt(exc: BaseException) -> ImageRejected:
     return ImageRejected("CorruptImage", f"The image data is truncated or corrupt ({detail}).")
 
 
+def _bomb(exc: Exception, max_pixels: int) -> ImageRejected:
+    """Pillow's own check refused the image (or warned, with warnings turned into errors)."""
+    over = "twice " if isinstance(exc, Image.DecompressionBombError) else ""
+    return ImageRejected(
+        "TooManyPixels",
+        f"The image has more than {over}the limit of {max_pixels / 1e6:.1f} megapixels.",
+    )
+
+
 def _check_pixels(size: Size, max_pixels: int) -> None:
     width, height = size
     if width <= 0 or height <= 0:
@@ -240,15 +255,13 @@ def _draft(im: ImageFile.ImageFile, orientation: int, largest_box: Size) -> None
         im.draft(None, (needed[1], needed[0]) if swap else needed)
 
 
-def _load(im: ImageFile.ImageFile) -> None:
+def _load(im: ImageFile.ImageFile, max_pixels: int) -> None:
     # LOAD_TRUNCATED_IMAGES stays False, so a truncated file raises here instead of
     # yielding a half-grey picture.
     try:
         im.load()
-    except Image.DecompressionBombError as exc:
-        raise ImageRejected(
-            "TooManyPixels", "The image has too many pixels to be processed safely."
-        ) from exc
+    except BOMB as exc:
+        raise _bomb(exc, max_pixels) from exc
     except DECODE_ERRORS as exc:
         raise _corrupt(exc) from exc
 

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image, ImageFile, ImageOps
 
 from image_pipeline.errors import ImageRejected
+from image_pipeline.imaging import decode as decode_module
 from image_pipeline.imaging.decode import ACCEPTED_FORMATS, decode
 from image_pipeline.imaging.exif import read_exif
 from image_pipeline.imaging.render import fit_within
@@ -543,29 +544,44 @@ def no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.usefixtures("no_decoding")
-def test_decompression_bomb_is_refused_from_its_header() -> None:
-    data = images.png_bomb(30000, 30000)
+def test_an_image_over_the_limit_is_refused_from_its_header() -> None:
+    data = images.png_bomb(12000, 12000)  # 144 MP: over the limit of 100 MP, under twice it
     assert len(data) < 1000
 
-    error = rejected(data)
+    with pytest.warns(Image.DecompressionBombWarning):  # Pillow's own check warns first
+        error = rejected(data)
 
     assert error.error_type == "TooManyPixels"
     assert error.message == (
-        "The image is 30000x30000 pixels (900.0 megapixels), over the limit of 100.0 megapixels."
+        "The image is 12000x12000 pixels (144.0 megapixels), over the limit of 100.0 megapixels."
     )
 
 
 @pytest.mark.usefixtures("no_decoding")
-def test_gif_with_a_huge_first_frame_is_refused() -> None:
-    error = rejected(images.gif_huge_frame((60000, 60000)))
+@pytest.mark.parametrize(
+    "data",
+    [images.png_bomb(30000, 30000), images.gif_huge_frame((60000, 60000))],
+    ids=["png", "gif-huge-frame"],
+)
+def test_pillow_refuses_an_image_over_twice_the_limit(data: bytes) -> None:
+    error = rejected(data)
 
     assert error.error_type == "TooManyPixels"
-    assert "60000x60000" in error.message
+    assert error.message == "The image has more than twice the limit of 100.0 megapixels."
+
+
+@pytest.mark.usefixtures("no_decoding")
+def test_pillows_check_is_a_backstop_behind_ours(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(decode_module, "_check_pixels", lambda size, max_pixels: None)
+
+    error = rejected(images.png_bomb(30000, 30000), max_pixels=10_000_000)
+
+    assert error.message == "The image has more than twice the limit of 10.0 megapixels."
 
 
 @pytest.mark.usefixtures("no_decoding")
 def test_pillows_bomb_warning_never_escapes() -> None:
-    # 96 MP: past Pillow's warning threshold (89 MP), over our limit of 50 MP.
+    # 96 MP: over our limit of 50 MP, where Pillow's check (at the same limit) warns.
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         error = rejected(images.png_bomb(12000, 8000), max_pixels=50_000_000)
@@ -573,15 +589,11 @@ def test_pillows_bomb_warning_never_escapes() -> None:
     assert error.error_type == "TooManyPixels"
 
 
-def test_pillows_own_bomb_error_becomes_too_many_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # someone turned Pillow's limit back on
-
-    assert rejected(images.png((64, 48))).error_type == "TooManyPixels"
-
-
 def test_the_pixel_limit_is_inclusive() -> None:
     assert run(images.png((64, 48)), max_pixels=64 * 48).width == 64
-    assert rejected(images.png((64, 48)), max_pixels=64 * 48 - 1).error_type == "TooManyPixels"
+    with pytest.warns(Image.DecompressionBombWarning):
+        error = rejected(images.png((64, 48)), max_pixels=64 * 48 - 1)
+    assert error.error_type == "TooManyPixels"
 
 
 def test_other_failures_are_not_disguised(monkeypatch: pytest.MonkeyPatch) -> None:
