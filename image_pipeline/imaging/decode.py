@@ -139,8 +139,8 @@ def _set_pillows_limit(max_pixels: int) -> None:
     """Keep Pillow's own bomb check on, as a backstop that follows our limit.
 
     It warns above `max_pixels` and refuses above twice it, inside `Image.open` and the
-    plugins, some of which allocate before `_check_pixels` can look (a WebP's canvas). Our
-    check sees every header first below twice the limit and gives the clearer message.
+    plugins, some of which allocate before `_check_pixels` can look (a WebP's canvas). Up to
+    twice the limit, ours still refuses the image, with the clearer message (its size).
     Process-wide, like the setting it comes from.
     """
     Image.MAX_IMAGE_PIXELS = max_pixels
