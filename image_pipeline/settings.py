@@ -15,6 +15,13 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from image_pipeline.models import Size
 
 MB = 1024 * 1024
+GiB = 1024 * MB
+
+# The memory the local worker's runs may take for their images, all `worker_limit` (4) at
+# once. A run holds its download (up to `max_file_bytes`) and decodes it: the costliest image
+# we accept, an RGBA WebP, peaks at 17 bytes a pixel (BENCHMARKS.md, "Image memory"). So the
+# default pixel limit: 4 x (50 MiB + 25 MP x 17 B) = 1.8 GiB, within 2 GiB.
+MEMORY_BUDGET_BYTES = 2 * GiB
 
 
 class Settings(BaseSettings):
@@ -52,7 +59,10 @@ class Settings(BaseSettings):
     # --- Validation ------------------------------------------------------------------
     max_file_bytes: int = Field(50 * MB, gt=0, description="Largest accepted upload in bytes.")
     max_pixels: int = Field(
-        100_000_000, gt=0, description="Largest accepted width x height, read from the header."
+        25_000_000,
+        gt=0,
+        description="Largest accepted width x height, read from the header; the default keeps "
+        "4 runs at once within MEMORY_BUDGET_BYTES.",
     )
 
     # --- Thumbnails ------------------------------------------------------------------

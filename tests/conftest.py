@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+from PIL import Image
 
 from deployments.local import processes
 from deployments.local.provision import provision
@@ -16,6 +17,13 @@ from tests.fakes.rekognition import FakeRekognition
 
 # Servers started by the tests talk to nothing but 127.0.0.1.
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+
+
+@pytest.fixture(autouse=True)
+def pillows_bomb_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`decode` sets Pillow's process-wide pixel limit from its `max_pixels`; undo it after
+    each test, so a test's small limit never refuses another test's images."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)
 
 
 def _reset_caches() -> None:

@@ -235,10 +235,26 @@ def eps(size: Size = (16, 16)) -> bytes:
     return encode(picture(size), "EPS")
 
 
+def psd(size: Size = (16, 16)) -> bytes:
+    """A minimal Photoshop file (Pillow reads PSD but cannot write it): header, raw RGB."""
+    width, height = size
+    header = b"8BPS" + struct.pack(">H6xHIIHH", 1, 3, height, width, 8, 3)
+    sections = struct.pack(">IIIH", 0, 0, 0, 0)  # no colour data, resources, layers; raw
+    return header + sections + bytes(width * height * 3)
+
+
+SVG = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    b'<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16">'
+    b'<rect width="16" height="16" fill="red"/></svg>\n'
+)
+
+
 # --- not images -------------------------------------------------------------------------
 
 TEXT = b"Hello, this is a plain text file.\nIt is not an image.\n"
 HTML = b"<!DOCTYPE html>\n<html><head><title>x</title></head><body><p>hi</p></body></html>\n"
+XML = b'<?xml version="1.0"?>\n<note><to>you</to><body>not a picture</body></note>\n'
 
 
 def pdf() -> bytes:

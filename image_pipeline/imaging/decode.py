@@ -1,13 +1,14 @@
-"""Decoding: identify the bytes by content, check the limits on the header, decode once.
+"""Decoding: identify the bytes by their signature, check the limits on the header, decode once.
 
 `decode` is pure: bytes in, `DecodedImage` or `ImageRejected` out.
 """
 
 from __future__ import annotations
 
+import importlib
 import io
-import logging
 import math
+import re
 import struct
 import zlib
 
@@ -19,26 +20,46 @@ from image_pipeline.imaging import exif
 from image_pipeline.imaging.render import fit_within
 from image_pipeline.models import DecodedImage, Size
 
-logger = logging.getLogger(__name__)
-
+# Importing a plugin registers it: the accepted formats' plugins, and no others.
+for _plugin in ("Avif", "Bmp", "Gif", "Jpeg", "Png", "Tiff", "WebP"):
+    importlib.import_module(f"PIL.{_plugin}ImagePlugin")
 # HEIC/HEIF come from pillow-heif. AVIF comes from Pillow itself (its wheels bundle libavif
 # since 11.2); pillow-heif 1.x has no AVIF opener any more, so there is no fallback to register.
 pillow_heif.register_heif_opener()
 
-# Pillow's own bomb limit is process-wide and fires inside Image.open, before we can see the
-# size: a warning from 89 MP, an error from 179 MP, whatever `max_pixels` says. `decode` makes
-# the same check on the header, at the same moment (before any pixel is decoded), against the
-# configured limit and with a message users understand, so Pillow's is switched off rather
-# than raced with. `decode` still converts Pillow's error should anything re-enable it.
-Image.MAX_IMAGE_PIXELS = None
-
-# Pillow names of the accepted formats; the allow-list is also passed to Image.open so no other
-# parser ever sees the bytes. JPEG's opener returns "MPO" for multi-picture (phone) JPEGs.
-# A Pillow built without libavif would refuse AVIF as UnsupportedFormat rather than crash.
+# Pillow names of the accepted formats, whose plugins are registered above. Only their
+# signature checks ever see the bytes, and only the plugin whose signature matches parses
+# them. JPEG's opener returns "MPO" for multi-picture (phone) JPEGs. A Pillow built without
+# libavif would refuse AVIF as UnsupportedFormat rather than crash.
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP", "HEIF") + (
     ("AVIF",) if features.check("avif") else ()
 )
 JPEG_FORMATS = ("JPEG", "MPO")
+SIGNATURE_BYTES = 16  # what Image.open gives the plugins' signature checks
+
+# Formats we refuse, named in the message by their signature alone: a file we do not accept
+# is compared with these bytes and never given to a parser.
+OTHER_SIGNATURES = (
+    (b"%PDF-", "PDF"),
+    (b"%!PS", "PostScript (EPS)"),
+    (b"\xc5\xd0\xd3\xc6", "PostScript (EPS)"),  # DOS EPS: a binary header, then PostScript
+    (b"8BPS", "PSD"),
+    (b"\x00\x00\x01\x00", "ICO"),
+    (b"\x00\x00\x02\x00", "CUR"),
+    (b"icns", "ICNS"),
+    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG 2000"),
+    (b"\xff\x4f\xff\x51", "JPEG 2000"),
+    (b"\x00\x00\x00\x0cJXL \r\n\x87\n", "JPEG XL"),
+    (b"\xff\x0a", "JPEG XL"),
+    (b"DDS ", "DDS"),
+    (b"qoif", "QOI"),
+    (b"gimp xcf", "XCF"),
+    (b"v/1\x01", "OpenEXR"),
+    (b"#?RADIANCE", "Radiance HDR"),
+)
+NETPBM = re.compile(rb"P[1-7]\s")
+AVIF_BRANDS = (b"avif", b"avis")  # only reached when this Pillow cannot read AVIF
+SVG_SCAN_BYTES = 4096  # where an SVG's root element must start, after the XML prolog
 
 # What Pillow and its plugins raise for bad data while parsing or decoding; libavif's failures
 # ("Failed to decode image: ...") arrive as RuntimeError. Anything else (MemoryError, a bug of
@@ -53,6 +74,9 @@ DECODE_ERRORS = (
     IndexError,
     RuntimeError,
 )
+# Pillow's bomb check: the error above twice its limit, and the warning above it when
+# warnings are turned into errors.
+BOMB = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 # EXIF orientation → the transpose that makes the image upright (as ImageOps.exif_transpose).
 TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -69,19 +93,20 @@ SRGB = ImageCms.createProfile("sRGB")
 
 
 def decode(data: bytes, *, max_file_bytes: int, max_pixels: int, largest_box: Size) -> DecodedImage:
-    """Identify `data` by content, check the limits on the header, decode the first frame.
+    """Identify `data` by its signature, check the limits on the header, decode the first frame.
 
     Raises `ImageRejected` for anything wrong with the bytes; nothing else for bad input.
     `largest_box` bounds every thumbnail: JPEGs are decoded at a reduced scale that still
     covers it after orientation.
     """
     check_file_size(len(data), max_file_bytes)
-    with _open(data) as im:
+    _set_pillows_limit(max_pixels)
+    with _open(data, max_pixels) as im:
         _check_pixels(im.size, max_pixels)
         stored = (im.format or "", im.width, im.height, im.mode)
         if im.format in JPEG_FORMATS:  # a JPEG's EXIF is read with its header, before load
             _draft(im, exif.orientation(im), largest_box)
-        _load(im)
+        _load(im, max_pixels)
         # Other formats' EXIF only after load: PNG keeps eXIf after the pixel data and would
         # load (and raise for truncation) inside getexif, where it would pass as bad EXIF.
         orientation = exif.orientation(im)
@@ -110,47 +135,71 @@ def _mb(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} MB"
 
 
-def _open(data: bytes) -> ImageFile.ImageFile:
-    """Open with the accepted formats only; this reads the header, not the pixels."""
+def _set_pillows_limit(max_pixels: int) -> None:
+    """Keep Pillow's own bomb check on, as a backstop that follows our limit.
+
+    It warns above `max_pixels` and refuses above twice it, inside `Image.open` and the
+    plugins, some of which allocate before `_check_pixels` can look (a WebP's canvas). Up to
+    twice the limit, ours still refuses the image, with the clearer message (its size).
+    Process-wide, like the setting it comes from.
+    """
+    Image.MAX_IMAGE_PIXELS = max_pixels
+
+
+def _open(data: bytes, max_pixels: int) -> ImageFile.ImageFile:
+    """Open with the plugin the signature names, and no other; this reads the header only."""
+    formats = _sniff(data)
+    if not formats:
+        raise _unaccepted(data)
     try:
-        return Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
-    except Image.DecompressionBombError as exc:
-        raise ImageRejected(
-            "TooManyPixels", "The image has too many pixels to be processed safely."
-        ) from exc
+        return Image.open(io.BytesIO(data), formats=formats)
+    except BOMB as exc:
+        raise _bomb(exc, max_pixels) from exc
     except UnidentifiedImageError:
-        raise _unaccepted(data) from None
+        # Pillow's word for a plugin refusing the header behind its own signature.
+        raise ImageRejected(
+            "CorruptImage", f"The file has a {formats[0]} signature but its header is damaged."
+        ) from None
     except DECODE_ERRORS as exc:
-        # An accepted format recognised its signature but could not read the header.
         raise _corrupt(exc) from exc
 
 
-def _unaccepted(data: bytes) -> ImageRejected:
-    """Why the accepted formats refused the bytes: a broken header, another format, or no image.
+def _sniff(data: bytes) -> tuple[str, ...]:
+    """The accepted formats whose signature `data` carries (AVIF and HEIF share `mif1`)."""
+    prefix = data[:SIGNATURE_BYTES]
+    return tuple(fmt for fmt in ACCEPTED_FORMATS if _signature_matches(fmt, prefix))
 
-    Pillow turns a header its plugin cannot parse into "unidentified"; the plugins' own
-    signature checks tell a damaged JPEG from a text file.
-    """
-    for fmt in ACCEPTED_FORMATS:
-        _factory, accept = Image.OPEN[fmt]  # registered: Image.open just looked them all up
-        verdict = accept(data[:16]) if accept else False
-        if verdict and not isinstance(verdict, str):  # a str is Pillow's "plugin missing" note
-            return ImageRejected(
-                "CorruptImage", f"The file has a {fmt} signature but its header is damaged."
-            )
-    if data.startswith(b"%PDF-"):  # Pillow writes PDFs but cannot read them
-        return _unsupported("PDF")
-    try:
-        # Every Pillow plugin, header only, only to name the format in the message.
-        with Image.open(io.BytesIO(data)) as other:
-            return _unsupported(other.format or "unknown")
-    except Exception as exc:
-        # Plugins we never accept are not hardened alike (DDS raises NotImplementedError on
-        # junk): whatever they raise only means the file is no image we can name.
-        logger.debug("No Pillow plugin identifies the file: %r", exc)
+
+def _signature_matches(fmt: str, prefix: bytes) -> bool:
+    _factory, accept = Image.OPEN[fmt]
+    verdict = accept(prefix) if accept else False
+    return bool(verdict) and not isinstance(verdict, str)  # a str: Pillow's "plugin missing"
+
+
+def _unaccepted(data: bytes) -> ImageRejected:
+    """No accepted signature: another format, named from its signature alone, or no image."""
+    fmt = _other_format(data)
+    if fmt is None:
         return ImageRejected(
-            "NotAnImage", "The file is not an image: its content matches no known image format."
+            "NotAnImage",
+            "The file is not an image in an accepted format: its content starts with no "
+            "known image signature.",
         )
+    return _unsupported(fmt)
+
+
+def _other_format(data: bytes) -> str | None:
+    for signature, name in OTHER_SIGNATURES:
+        if data.startswith(signature):
+            return name
+    if NETPBM.match(data):
+        return "Netpbm"
+    if data[4:8] == b"ftyp" and data[8:12] in AVIF_BRANDS:
+        return "AVIF"
+    head = data[:SVG_SCAN_BYTES].lstrip(b"\xef\xbb\xbf \t\r\n")  # BOM, blank lines
+    if head.startswith((b"<?xml", b"<svg", b"<!DOCTYPE svg")) and b"<svg" in head:
+        return "SVG"
+    return None
 
 
 def _unsupported(fmt: str) -> ImageRejected:
@@ -164,6 +213,15 @@ def _unsupported(fmt: str) -> ImageRejected:
 def _corrupt(exc: BaseException) -> ImageRejected:
     detail = " ".join(str(exc).split())  # libheif's messages end in a newline
     return ImageRejected("CorruptImage", f"The image data is truncated or corrupt ({detail}).")
+
+
+def _bomb(exc: Exception, max_pixels: int) -> ImageRejected:
+    """Pillow's own check refused the image (or warned, with warnings turned into errors)."""
+    over = "twice " if isinstance(exc, Image.DecompressionBombError) else ""
+    return ImageRejected(
+        "TooManyPixels",
+        f"The image has more than {over}the limit of {max_pixels / 1e6:.1f} megapixels.",
+    )
 
 
 def _check_pixels(size: Size, max_pixels: int) -> None:
@@ -197,15 +255,13 @@ def _draft(im: ImageFile.ImageFile, orientation: int, largest_box: Size) -> None
         im.draft(None, (needed[1], needed[0]) if swap else needed)
 
 
-def _load(im: ImageFile.ImageFile) -> None:
+def _load(im: ImageFile.ImageFile, max_pixels: int) -> None:
     # LOAD_TRUNCATED_IMAGES stays False, so a truncated file raises here instead of
     # yielding a half-grey picture.
     try:
         im.load()
-    except Image.DecompressionBombError as exc:
-        raise ImageRejected(
-            "TooManyPixels", "The image has too many pixels to be processed safely."
-        ) from exc
+    except BOMB as exc:
+        raise _bomb(exc, max_pixels) from exc
     except DECODE_ERRORS as exc:
         raise _corrupt(exc) from exc
 

@@ -3,11 +3,12 @@ key, no thumbnails), and the process unharmed: the next good image in it still c
 
 Outcomes (input → error_type: message):
     empty file                      → EmptyFile: The file is 0 bytes long.
-    text named .jpg, HTML named .png → NotAnImage: ... matches no known image format.
+    text named .jpg, HTML named .png → NotAnImage: ... starts with no known image signature.
     PDF named .jpg                  → UnsupportedFormat: The file is in PDF format, ...
     truncated JPEG / PNG            → CorruptImage: The image data is truncated or corrupt (...)
-    PNG declaring 30000x30000       → TooManyPixels: The image is 30000x30000 pixels ...
-    GIF with a 60000x60000 frame    → TooManyPixels: The image is 60000x60000 pixels ...
+    PNG declaring 30000x30000       → TooManyPixels: The image has more than twice the limit ...
+    GIF with a 60000x60000 frame    → TooManyPixels: The image has more than twice the limit ...
+    PNG over the limit, under twice → TooManyPixels: The image is 1200x1000 pixels ...
     over IMAGE_PIPELINE_MAX_FILE_BYTES → FileTooLarge: The file is ... over the limit of ...
     key with a . or .. segment      → UnsafeKey: The key has a '.' or '..' path segment ...
     key too long for its thumbnails → KeyTooLong: ... over S3's limit of 1024 ...
@@ -85,13 +86,13 @@ BAD_CONTENT = [
         id="truncated-png",
     ),
     pytest.param(
-        "bomb.png", images.png_bomb(30000, 30000), "TooManyPixels", "30000x30000", id="png-bomb"
+        "bomb.png", images.png_bomb(30000, 30000), "TooManyPixels", "twice the limit", id="png-bomb"
     ),
     pytest.param(
         "bomb.gif",
         images.gif_huge_frame((60000, 60000)),
         "TooManyPixels",
-        "60000x60000",
+        "twice the limit",
         id="gif-huge-frame",
     ),
 ]
@@ -117,6 +118,16 @@ def test_image_over_the_size_limit_fails_before_download(configure, notices) -> 
 
     item = assert_clean_failure(key, run(key, data), notices, "FileTooLarge", "over the limit")
     assert "1.0 MB" in item["error_message"]
+    assert_next_good_image_completes()
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # Pillow's, first
+def test_image_over_the_pixel_limit_is_refused_with_its_size(configure, notices) -> None:
+    configure(max_pixels=1_000_000)
+    key = unique_key("large.png")
+    data = images.png_bomb(1200, 1000)  # its header only: nothing is decoded
+
+    assert_clean_failure(key, run(key, data), notices, "TooManyPixels", "1200x1000 pixels")
     assert_next_good_image_completes()
 
 

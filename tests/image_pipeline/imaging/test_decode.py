@@ -11,7 +11,8 @@ import pytest
 from PIL import Image, ImageFile, ImageOps
 
 from image_pipeline.errors import ImageRejected
-from image_pipeline.imaging.decode import decode
+from image_pipeline.imaging import decode as decode_module
+from image_pipeline.imaging.decode import ACCEPTED_FORMATS, decode
 from image_pipeline.imaging.exif import read_exif
 from image_pipeline.imaging.render import fit_within
 from image_pipeline.models import DecodedImage
@@ -395,12 +396,15 @@ def test_file_over_the_byte_limit() -> None:
     [
         (images.TEXT, "NotAnImage"),
         (images.HTML, "NotAnImage"),
+        (images.XML, "NotAnImage"),
         (images.pdf(), "UnsupportedFormat"),
         (images.ico(), "UnsupportedFormat"),
         (images.eps(), "UnsupportedFormat"),
+        (images.psd(), "UnsupportedFormat"),
+        (images.SVG, "UnsupportedFormat"),
         (images.jpeg()[:20], "CorruptImage"),  # a JPEG signature, then nothing readable
     ],
-    ids=["text", "html", "pdf", "ico", "eps", "jpeg-header-only"],
+    ids=["text", "html", "xml", "pdf", "ico", "eps", "psd", "svg", "jpeg-header-only"],
 )
 def test_what_is_not_an_accepted_image(data: bytes, error_type: str) -> None:
     error = rejected(data)
@@ -409,9 +413,89 @@ def test_what_is_not_an_accepted_image(data: bytes, error_type: str) -> None:
     assert error.message.endswith(".")
 
 
-def test_unsupported_format_is_named_in_the_message() -> None:
-    assert "ICO" in rejected(images.ico()).message
-    assert "PDF" in rejected(images.pdf()).message
+@pytest.mark.parametrize(
+    ("data", "name"),
+    [
+        (images.pdf(), "PDF"),
+        (images.ico(), "ICO"),
+        (images.eps(), "PostScript (EPS)"),
+        (images.psd(), "PSD"),
+        (images.SVG, "SVG"),
+        (images.encode(images.picture(), "JPEG2000"), "JPEG 2000"),
+        (images.encode(images.picture(), "PPM"), "Netpbm"),
+    ],
+    ids=["pdf", "ico", "eps", "psd", "svg", "jpeg2000", "ppm"],
+)
+def test_unsupported_format_is_named_from_its_signature(data: bytes, name: str) -> None:
+    assert rejected(data).message.startswith(f"The file is in {name} format, which is not")
+
+
+@pytest.fixture
+def consulted(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """(format, "signature" or "parse") for every call `decode` makes to a Pillow plugin."""
+    Image.init()  # every plugin registered now, so that none registers itself over the patch
+    calls: list[tuple[str, str]] = []
+
+    def recorded(fmt: str, what: str, function: Any) -> Any:
+        def call(*args: Any) -> Any:
+            calls.append((fmt, what))
+            return function(*args)
+
+        return call
+
+    for fmt, (factory, accept) in list(Image.OPEN.items()):
+        entry = (recorded(fmt, "parse", factory), accept and recorded(fmt, "signature", accept))
+        monkeypatch.setitem(Image.OPEN, fmt, entry)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "data",
+    [images.TEXT, images.HTML, images.pdf(), images.ico(), images.eps(), images.psd(), images.SVG],
+    ids=["text", "html", "pdf", "ico", "eps", "psd", "svg"],
+)
+def test_a_refused_file_is_never_given_to_a_parser(
+    data: bytes, consulted: list[tuple[str, str]]
+) -> None:
+    assert rejected(data).error_type in ("NotAnImage", "UnsupportedFormat")
+
+    assert consulted  # the accepted formats' signature checks, and nothing else
+    assert {fmt for fmt, _ in consulted} <= set(ACCEPTED_FORMATS)
+    assert {what for _, what in consulted} == {"signature"}
+
+
+def test_a_damaged_header_is_parsed_by_its_own_format_only(
+    consulted: list[tuple[str, str]],
+) -> None:
+    error = rejected(images.jpeg()[:20])
+
+    assert error.message == "The file has a JPEG signature but its header is damaged."
+    assert {fmt for fmt, _ in consulted} <= set(ACCEPTED_FORMATS)
+    assert [fmt for fmt, what in consulted if what == "parse"] == ["JPEG"]
+
+
+@pytest.mark.parametrize(
+    ("make", "fmt"),
+    [
+        (images.jpeg, "JPEG"),
+        (images.mpo, "JPEG"),  # JPEG's opener makes the MPO
+        (images.png, "PNG"),
+        (images.webp, "WEBP"),
+        (images.gif, "GIF"),
+        (images.tiff, "TIFF"),
+        (images.bmp, "BMP"),
+        (images.avif, "AVIF"),
+        (images.heic, "HEIF"),
+    ],
+)
+def test_an_image_is_parsed_by_its_own_format_only(
+    make: Any, fmt: str, consulted: list[tuple[str, str]]
+) -> None:
+    data = make((64, 48))
+
+    assert run(data).width == 64
+    assert {fmt for fmt, _ in consulted} <= set(ACCEPTED_FORMATS)
+    assert [fmt for fmt, what in consulted if what == "parse"] == [fmt]
 
 
 @pytest.mark.parametrize(
@@ -460,29 +544,44 @@ def no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.usefixtures("no_decoding")
-def test_decompression_bomb_is_refused_from_its_header() -> None:
-    data = images.png_bomb(30000, 30000)
+def test_an_image_over_the_limit_is_refused_from_its_header() -> None:
+    data = images.png_bomb(12000, 12000)  # 144 MP: over the limit of 100 MP, under twice it
     assert len(data) < 1000
 
-    error = rejected(data)
+    with pytest.warns(Image.DecompressionBombWarning):  # Pillow's own check warns first
+        error = rejected(data)
 
     assert error.error_type == "TooManyPixels"
     assert error.message == (
-        "The image is 30000x30000 pixels (900.0 megapixels), over the limit of 100.0 megapixels."
+        "The image is 12000x12000 pixels (144.0 megapixels), over the limit of 100.0 megapixels."
     )
 
 
 @pytest.mark.usefixtures("no_decoding")
-def test_gif_with_a_huge_first_frame_is_refused() -> None:
-    error = rejected(images.gif_huge_frame((60000, 60000)))
+@pytest.mark.parametrize(
+    "data",
+    [images.png_bomb(30000, 30000), images.gif_huge_frame((60000, 60000))],
+    ids=["png", "gif-huge-frame"],
+)
+def test_pillow_refuses_an_image_over_twice_the_limit(data: bytes) -> None:
+    error = rejected(data)
 
     assert error.error_type == "TooManyPixels"
-    assert "60000x60000" in error.message
+    assert error.message == "The image has more than twice the limit of 100.0 megapixels."
+
+
+@pytest.mark.usefixtures("no_decoding")
+def test_pillows_check_is_a_backstop_behind_ours(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(decode_module, "_check_pixels", lambda size, max_pixels: None)
+
+    error = rejected(images.png_bomb(30000, 30000), max_pixels=10_000_000)
+
+    assert error.message == "The image has more than twice the limit of 10.0 megapixels."
 
 
 @pytest.mark.usefixtures("no_decoding")
 def test_pillows_bomb_warning_never_escapes() -> None:
-    # 96 MP: past Pillow's warning threshold (89 MP), over our limit of 50 MP.
+    # 96 MP: over our limit of 50 MP, where Pillow's check (at the same limit) warns.
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         error = rejected(images.png_bomb(12000, 8000), max_pixels=50_000_000)
@@ -490,15 +589,11 @@ def test_pillows_bomb_warning_never_escapes() -> None:
     assert error.error_type == "TooManyPixels"
 
 
-def test_pillows_own_bomb_error_becomes_too_many_pixels(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # someone turned Pillow's limit back on
-
-    assert rejected(images.png((64, 48))).error_type == "TooManyPixels"
-
-
 def test_the_pixel_limit_is_inclusive() -> None:
     assert run(images.png((64, 48)), max_pixels=64 * 48).width == 64
-    assert rejected(images.png((64, 48)), max_pixels=64 * 48 - 1).error_type == "TooManyPixels"
+    with pytest.warns(Image.DecompressionBombWarning):
+        error = rejected(images.png((64, 48)), max_pixels=64 * 48 - 1)
+    assert error.error_type == "TooManyPixels"
 
 
 def test_other_failures_are_not_disguised(monkeypatch: pytest.MonkeyPatch) -> None:
