@@ -250,15 +250,16 @@ def report(results: list[Result], pixels: int, settings: Settings, command: str)
     ]
     full = [r for r in results if not r.case.reduced]
     worst = max(full or results, key=lambda r: r.peak_bytes)
-    per_run = worst.peak_bytes + settings.max_file_bytes
-    runs = settings.worker_limit
-    fits = "within" if per_run * runs <= MEMORY_BUDGET_BYTES else "**over**"
+    per_image = worst.peak_bytes + settings.max_file_bytes
+    in_flight = settings.worker_limit * settings.images_at_once
+    fits = "within" if per_image * in_flight <= MEMORY_BUDGET_BYTES else "**over**"
     verdict = (
         f"Costliest: {worst.case.title}, {common.mib(worst.peak_bytes)} "
         f"({worst.peak_bytes / count:.1f} bytes a pixel). With its download (up to "
-        f"`IMAGE_PIPELINE_MAX_FILE_BYTES`, {common.mib(settings.max_file_bytes)}) a run "
-        f"needs {common.mib(per_run)}; {runs} runs at once (`IMAGE_PIPELINE_WORKER_LIMIT`) "
-        f"{common.mib(per_run * runs)}: {fits} the budget of "
+        f"`IMAGE_PIPELINE_MAX_FILE_BYTES`, {common.mib(settings.max_file_bytes)}) an image "
+        f"needs {common.mib(per_image)}; {in_flight} in flight ({settings.worker_limit} runs "
+        f"at once x {settings.images_at_once} images each) "
+        f"{common.mib(per_image * in_flight)}: {fits} the budget of "
         f"{common.mib(MEMORY_BUDGET_BYTES)} (`MEMORY_BUDGET_BYTES`, image_pipeline/settings.py)."
     )
     return "\n".join(

@@ -19,12 +19,9 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.hooks import announce_images, split_crashed_batch
 from image_pipeline.models import Upload
 from image_pipeline.outcomes import Summary
+from image_pipeline.settings import get_settings
 from tasks.batch import FAILED, process_upload
 from tasks.summary import publish_summary
-
-# Images of one batch in flight at once: Pillow releases the GIL while it decodes and
-# resizes, and the AWS calls wait on the network, so a few threads keep two cores busy.
-IMAGES_AT_ONCE = 4
 
 
 def batch_name() -> str:
@@ -37,7 +34,7 @@ def batch_name() -> str:
 @flow(
     name="process-images",
     flow_run_name=batch_name,
-    task_runner=ThreadPoolTaskRunner(max_workers=IMAGES_AT_ONCE),
+    task_runner=ThreadPoolTaskRunner(max_workers=get_settings().images_at_once),
     on_completion=[announce_images],
     on_failure=[announce_images],
     on_crashed=[split_crashed_batch],

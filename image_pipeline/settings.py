@@ -17,10 +17,11 @@ from image_pipeline.models import Size
 MB = 1024 * 1024
 GiB = 1024 * MB
 
-# The memory the local worker's runs may take for their images, all `worker_limit` (4) at
-# once. A run holds its download (up to `max_file_bytes`) and decodes it: the costliest image
-# we accept, an RGBA WebP, peaks at 17 bytes a pixel (BENCHMARKS.md, "Image memory"). So the
-# default pixel limit: 4 x (50 MiB + 25 MP x 17 B) = 1.8 GiB, within 2 GiB.
+# The memory the local worker's images may take: `worker_limit` (2) runs at once, each with
+# `images_at_once` (2) images in flight. An image holds its download (up to
+# `max_file_bytes`) and decodes it: the costliest we accept, an RGBA WebP, peaks at 17 bytes
+# a pixel (BENCHMARKS.md, "Image memory"). So the default pixel limit:
+# 4 x (50 MiB + 25 MP x 17 B) = 1.8 GiB, within 2 GiB.
 MEMORY_BUDGET_BYTES = 2 * GiB
 
 
@@ -62,7 +63,14 @@ class Settings(BaseSettings):
         25_000_000,
         gt=0,
         description="Largest accepted width x height, read from the header; the default keeps "
-        "4 runs at once within MEMORY_BUDGET_BYTES.",
+        "4 images in flight within MEMORY_BUDGET_BYTES.",
+    )
+
+    images_at_once: int = Field(
+        2,
+        gt=0,
+        description="Images of one process-images run in flight at once (threads; Pillow "
+        "releases the GIL); each holds its download and its pixels.",
     )
 
     # --- Thumbnails ------------------------------------------------------------------
@@ -151,7 +159,7 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, description="Port of the status API.")
     worker_port: int = Field(8080, description="Port of the worker's health check.")
     postgres_port: int = Field(5433, description="Port of the local Prefect server's PostgreSQL.")
-    worker_limit: int = Field(4, gt=0, description="Flow runs the local worker runs at once.")
+    worker_limit: int = Field(2, gt=0, description="Flow runs the local worker runs at once.")
     state_dir: str = Field(".state", description="Where the local stack keeps its data and logs.")
 
     @field_validator("cors_origins", mode="before")
