@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from benchmarks import common
 from benchmarks.bench_stack import photo
 from image_pipeline.models import ImageWork, SourceObject
 
@@ -208,7 +209,10 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    print(report(measure(args.images, args.rounds), args.images))
+    body = report(measure(args.images, args.rounds), args.images)
+    machine = "\n".join(common.machine_lines())
+    common.write_section(common.BENCHMARKS_MD, "batch-designs", f"{machine}\n\n{body}")
+    print(body)
 
 
 if __name__ == "__main__":
