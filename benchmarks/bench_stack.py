@@ -34,6 +34,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from benchmarks import common
 from deployments.local import processes, stack
+from image_pipeline.runs import uploads_in
 from image_pipeline.settings import Settings
 
 SETTINGS = Settings()
@@ -41,8 +42,8 @@ NOOP_FILE = Path(__file__).with_name("prefect-noop.yaml")
 
 
 def keys_of(run: dict[str, Any]) -> list[str]:
-    parameters = run.get("parameters") or {}
-    return [image["key"] for image in parameters.get("images", [])] or [parameters.get("key")]
+    """The keys a run (as the Prefect API answers it) is about."""
+    return [upload.key for upload in uploads_in(run.get("parameters") or {})]
 
 
 def photo(size: tuple[int, int] = (1632, 1224), seed: int = 1) -> bytes:

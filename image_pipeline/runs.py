@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -52,7 +52,11 @@ SETTLE_SECONDS = 5.0
 
 def uploads_of(run: FlowRun) -> list[Upload]:
     """The images a process-image or process-images run is about."""
-    parameters = run.parameters or {}
+    return uploads_in(run.parameters or {})
+
+
+def uploads_in(parameters: Mapping[str, Any]) -> list[Upload]:
+    """The images named by the parameters of a process-image or process-images run."""
     if "images" in parameters:
         return [Upload.model_validate(image) for image in parameters["images"]]
     if "key" in parameters:

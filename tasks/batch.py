@@ -50,20 +50,27 @@ def process_one(work: ImageWork, *, inline: bool) -> Outcome:
 
 
 def _record_failure(work: ImageWork, step: Step, exc: Exception) -> Outcome:
-    error_type, message = describe_error(exc)
     source = work.source
-    log_error(run_logger(__name__), exc, f"{source.key} failed at step {step.name}")
+    return _fail(source.bucket, source.key, source.etag, work.run_id, step, exc)
+
+
+def _fail(
+    bucket: str, key: str, etag: str | None, run_id: str, step: Step, exc: Exception
+) -> Outcome:
+    """FAILED on the image's item, the error in the run's log; the image's outcome."""
+    error_type, message = describe_error(exc)
+    log_error(run_logger(__name__), exc, f"{key} failed at step {step.name}")
     records.mark_failed(
-        source.bucket,
-        source.key,
-        source.etag,
-        work.run_id,
+        bucket,
+        key,
+        etag,
+        run_id,
         error_type=error_type,
         error_message=message,
         failed_step=step.name,
         failure_fields=step.failure_fields(exc),
     )
-    return Outcome(key=source.key, action=FAILED, error_type=error_type, failed_step=step.name)
+    return Outcome(key=key, action=FAILED, error_type=error_type, failed_step=step.name)
 
 
 @task(
@@ -80,18 +87,7 @@ def process_upload(bucket: str, key: str, etag: str | None, run_id: str) -> Outc
         run_logger(__name__).info("%s: nothing to do: %s", key, exc)
         return Outcome(key=key, action=SUPERSEDED)
     except Exception as exc:  # S3 unreachable after the retries: the image's failure
-        error_type, message = describe_error(exc)
-        log_error(run_logger(__name__), exc, f"{key} failed at step {describe_source.name}")
-        records.mark_failed(
-            bucket,
-            key,
-            etag,
-            run_id,
-            error_type=error_type,
-            error_message=message,
-            failed_step=describe_source.name,
-        )
-        return Outcome(key=key, action=FAILED, error_type=error_type, failed_step="source")
+        return _fail(bucket, key, etag, run_id, Step(describe_source), exc)
     return process_one(ImageWork(source=source, run_id=run_id), inline=False)
 
 

@@ -17,6 +17,7 @@ import pytest
 
 from deployments.local import stack
 from deployments.local.processes import wait_until
+from image_pipeline.runs import uploads_in
 from image_pipeline.settings import Settings
 from tests.fakes.rekognition import FakeRekognition
 from tests.support import Notices
@@ -136,8 +137,8 @@ def process_image_runs(local: stack.Stack, **flow_runs: Any) -> list[dict[str, A
 
 
 def keys_of(run: dict[str, Any]) -> list[str]:
-    parameters = run["parameters"]
-    return [image["key"] for image in parameters.get("images", [])] or [parameters.get("key")]
+    """The keys a run (as the Prefect API answers it) is about."""
+    return [upload.key for upload in uploads_in(run.get("parameters") or {})]
 
 
 def flow_runs_for(local: stack.Stack, key: str) -> list[dict[str, Any]]:
