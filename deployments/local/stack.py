@@ -18,6 +18,9 @@ from deployments.local import postgres, processes
 from deployments.local.processes import REPO
 
 WORK_POOL = "image-pipeline"
+# Flow runs forked from a warm forkserver instead of a new interpreter each
+# (deployments/worker.py).
+WORKER_TYPE = "warm-process"
 CREDENTIALS_BLOCK = "image-pipeline-aws"
 VENV_BIN = Path(sys.executable).parent
 
@@ -198,17 +201,28 @@ def running(stack: Stack, *, worker_limit: int = 4, persist: bool = False) -> It
         yield Running(stack, prefect_server, worker, api)
 
 
+# The server records task-run states and events from the runs' event stream. By default it
+# writes each task-run state in a transaction of its own: under a burst that is most of
+# the server's work. Batching them costs up to a second before a state shows in the UI.
+SERVER_TUNING = {
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "100",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE": "200",
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "1",
+}
+
+
 def _prefect_server(stack: Stack, database_url: str) -> Service:
     args = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
     args += ["--port", str(stack.ports.prefect)]
     # Only the server gets the database URL: it carries the password.
-    env = {"PREFECT_API_DATABASE_CONNECTION_URL": database_url}
+    env = {"PREFECT_API_DATABASE_CONNECTION_URL": database_url, **SERVER_TUNING}
     return Service(stack, "prefect-server", args, f"{stack.prefect_url}/api/health", env)
 
 
 def _worker(stack: Stack, limit: int) -> Service:
     args = [sys.executable, "-m", "prefect", "worker", "start", "--pool", WORK_POOL]
-    args += ["--type", "process", "--limit", str(limit), "--with-healthcheck"]
+    args += ["--type", WORKER_TYPE, "--limit", str(limit), "--with-healthcheck"]
     # The worker's health check server answers once it has polled the server.
     return Service(stack, "worker", args, f"http://127.0.0.1:{stack.ports.worker}/health")
 
@@ -227,7 +241,7 @@ def _provision(stack: Stack) -> None:
 
 def _deploy(stack: Stack) -> None:
     prefect = [sys.executable, "-m", "prefect"]
-    _run([*prefect, "work-pool", "create", WORK_POOL, "--type", "process", "--overwrite"], stack)
+    _run([*prefect, "work-pool", "create", WORK_POOL, "--type", WORKER_TYPE, "--overwrite"], stack)
     _run([*prefect, "--no-prompt", "deploy", "--all"], stack)
 
 

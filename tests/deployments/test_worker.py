@@ -1,0 +1,93 @@
+"""The warm process worker: runs forked from its forkserver, crashes still handled."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+
+import anyio
+import pytest
+from prefect import get_client
+from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.client.schemas.objects import FlowRun
+from prefect.plugins import load_prefect_collections
+from prefect.utilities.dispatch import lookup_type
+from prefect.workers.base import BaseWorker
+
+from deployments.local.processes import REPO
+from deployments.worker import WarmProcessWorker
+
+pytestmark = pytest.mark.usefixtures("prefect_server")
+
+FLOWS = "tests/deployments/warm_flows.py"
+
+
+def test_prefect_finds_the_worker_type_through_the_collection_entry_point() -> None:
+    load_prefect_collections()
+    assert lookup_type(BaseWorker, "warm-process") is WarmProcessWorker
+
+
+async def _deploy(flow_name: str, job_env: dict[str, str]) -> tuple[str, str]:
+    pool = f"warm-{uuid.uuid4().hex[:8]}"
+    async with get_client() as client:
+        await client.create_work_pool(
+            WorkPoolCreate(
+                name=pool,
+                type=WarmProcessWorker.type,
+                base_job_template=WarmProcessWorker.get_default_base_job_template(),
+            )
+        )
+        flow_id = await client.create_flow_from_name(flow_name.replace("_", "-"))
+        deployment_id = await client.create_deployment(
+            flow_id=flow_id,
+            name="warm",
+            entrypoint=f"{FLOWS}:{flow_name}",
+            work_pool_name=pool,
+            job_variables={"env": job_env, "working_dir": str(REPO)},
+            pull_steps=[
+                {"prefect.deployments.steps.set_working_directory": {"directory": str(REPO)}}
+            ],
+        )
+    return pool, str(deployment_id)
+
+
+async def _run_on_warm_worker(flow_name: str, report: Path, job_env: dict[str, str]) -> FlowRun:
+    pool, deployment_id = await _deploy(flow_name, job_env)
+    async with get_client() as client:
+        run = await client.create_flow_run_from_deployment(
+            deployment_id, parameters={"report": str(report)}
+        )
+        async with WarmProcessWorker(work_pool_name=pool) as worker:
+            deadline = time.monotonic() + 120
+            while True:
+                await worker.get_and_submit_flow_runs()
+                run = await client.read_flow_run(run.id)
+                if run.state and run.state.is_final() and report.exists():
+                    return run
+                assert time.monotonic() < deadline, f"the run is still {run.state}"
+                await anyio.sleep(0.2)
+
+
+def test_a_run_is_forked_from_the_forkserver_with_its_jobs_environment(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    run = anyio.run(_run_on_warm_worker, "where_am_i", report, {"WARM_WORKER_JOB_ENV": "set"})
+
+    assert run.state.is_completed(), run.state
+    seen = json.loads(report.read_text())
+    assert "multiprocessing.forkserver" in seen["parent_command"]
+    assert seen["pid"] != os.getpid()
+    assert seen["job_env"] == "set"
+    assert seen["cwd"] == str(REPO)
+
+
+def test_a_run_that_kills_its_process_ends_crashed_and_its_hook_runs_in_the_worker(
+    tmp_path: Path,
+) -> None:
+    report = tmp_path / "report.json"
+    run = anyio.run(_run_on_warm_worker, "die", report, {})
+
+    assert run.state.is_crashed(), run.state
+    assert json.loads(report.read_text())["hook_pid"] == os.getpid()
