@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from image_pipeline.settings import get_settings
+from image_pipeline.settings import Settings, get_settings
 
 ECS_POOL = "image-pipeline-ecs"
 REPO = Path(__file__).resolve().parents[2]
@@ -58,8 +58,8 @@ def _prefect(*args: str, env: Mapping[str, str] | None = None) -> None:
     subprocess.run(command, cwd=REPO, env={**os.environ, **(env or {})}, check=True)
 
 
-def main() -> None:
-    settings = get_settings()
+def prepare(settings: Settings) -> None:
+    """Create or update the ECS work pool, then deploy prefect.yaml's deployments to it."""
     template = base_job_template(settings.ecs_job_defaults)
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
         json.dump(template, file)
@@ -71,6 +71,11 @@ def main() -> None:
     finally:
         os.unlink(file.name)
     _prefect("--no-prompt", "deploy", "--all", env={"IMAGE_PIPELINE_WORK_POOL": ECS_POOL})
+
+
+def main() -> None:
+    settings = get_settings()
+    prepare(settings)
     worker = ["prefect", "worker", "start", "--pool", ECS_POOL, "--type", "ecs"]
     os.execvp("prefect", [*worker, "--with-healthcheck", "--limit", str(settings.worker_limit)])
 
