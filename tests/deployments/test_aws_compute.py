@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -449,3 +450,18 @@ def test_what_ministack_accepts_deploys_beside_the_storage_stack(
     ]
     assert listener["Protocol"] == "HTTPS"
     assert listener["Certificates"][0]["CertificateArn"] == parameters["CertificateArn"]
+
+
+def test_the_readme_sequence_names_what_the_stack_has(system: dict[str, Any]) -> None:
+    """The README's commands pass only parameters the stack declares, every one it needs,
+    and read only outputs it has."""
+    readme = (AWS_DIR.parents[1] / "README.md").read_text()
+    section = readme[readme.index("## The whole system on AWS") :]
+    section = section[: section.index("\n## ", 1)]
+    overrides = section[section.index("--parameter-overrides") : section.index("# 4.")]
+    given = set(re.findall(r"\b([A-Z][A-Za-z]+)=", overrides))
+    assert given <= set(system["Parameters"])
+    assert {name for name, spec in system["Parameters"].items() if "Default" not in spec} <= given
+    outputs = set(re.findall(r"\$\(out (\w+)\)", section))
+    assert outputs and outputs <= set(system["Outputs"])
+    assert "aws cloudformation package" in section  # the nested templates are uploaded
