@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+from prefect.workers.process import ProcessJobConfiguration
 from prefect_aws.workers.ecs_worker import ECSJobConfiguration, ECSWorker
 
 from deployments.aws import worker
@@ -160,6 +161,8 @@ def test_one_variable_moves_the_deployments_between_the_pools(against: str) -> N
         assert deployment.job_variables["command"] == "python -m prefect.engine"
         assert deployment.job_variables["working_dir"] == str(REPO)
 
+    render_a_process_run(local["process-images"])
+
     # The worker's start on ECS: the pool from the stack's defaults, then the same deploy.
     defaults = job_defaults("self-hosted")
     worker.prepare(Settings(ecs_job_defaults=json.dumps(defaults)))
@@ -171,6 +174,22 @@ def test_one_variable_moves_the_deployments_between_the_pools(against: str) -> N
         assert deployment.job_variables["image"] == IMAGE
     assert asyncio.run(_automations(on_ecs["process-images"].id)) == ["aws.s3.objects.created"]
     render_a_flow_run(on_ecs["process-images"], defaults)
+
+
+def render_a_process_run(deployment: Any) -> None:
+    """The process worker reads its own variables and ignores the ECS pool's."""
+
+    async def configuration() -> ProcessJobConfiguration:
+        async with get_client() as client:
+            pool = await client.read_work_pool(PROCESS_POOL)
+            return await ProcessJobConfiguration.from_template_and_values(
+                pool.base_job_template, deployment.job_variables
+            )
+
+    config = asyncio.run(configuration())
+    assert config.command == "python -m prefect.engine"
+    assert config.working_dir == REPO
+    assert not {"image", "cpu", "memory", "container_name"} & set(config.model_dump())
 
 
 def render_a_flow_run(deployment: Any, defaults: dict[str, Any]) -> None:
