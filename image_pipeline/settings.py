@@ -7,9 +7,9 @@ the two in step.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, Json, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from image_pipeline.models import Size
@@ -152,6 +152,13 @@ class Settings(BaseSettings):
         description="Origins allowed by CORS, comma-separated; none by default (`*`: any).",
     )
     api_host: str = Field("127.0.0.1", description="Interface the API binds to.")
+
+    # --- AWS: the ECS work pool (deployments/aws/worker.py) -------------------------------
+    ecs_job_defaults: Annotated[Json[dict[str, Any]], NoDecode] = Field(
+        "{}",  # settings validate their defaults: JSON text, like the variable
+        description="JSON object: defaults of the ecs work pool's job variables (cluster, "
+        "subnets, roles, logs, the flow runs' env), set by the AWS stack on the worker.",
+    )
 
     # --- Local stack (`make up`) ---------------------------------------------------------
     ministack_port: int = Field(4566, description="Port of the local AWS emulator.")

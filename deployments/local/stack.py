@@ -72,6 +72,8 @@ class Stack:
         return {
             "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
             "IMAGE_PIPELINE_HOME": str(REPO),
+            # prefect.yaml's deployments go to the local process pool.
+            "IMAGE_PIPELINE_WORK_POOL": WORK_POOL,
             "IMAGE_PIPELINE_AWS_ENDPOINT_URL": self.ministack_url,
             "IMAGE_PIPELINE_AWS_CREDENTIALS_BLOCK": CREDENTIALS_BLOCK,
             "IMAGE_PIPELINE_WEBHOOK_API_KEY": self.api_key,

@@ -144,7 +144,9 @@ def references(node: Any) -> set[str]:
                 found.add(arg[0] if isinstance(arg, list) else str(arg).split(".")[0])
             elif key == "Fn::Sub":
                 text = arg if isinstance(arg, str) else arg[0]
-                found |= {name.split(".")[0] for name in _SUB_VARIABLE.findall(text)}
+                # The list form's own variables are names of that map, not of the template.
+                local = set(arg[1]) if isinstance(arg, list) else set()
+                found |= {name.split(".")[0] for name in _SUB_VARIABLE.findall(text)} - local
                 if isinstance(arg, list):
                     found |= references(arg[1])
             else:
