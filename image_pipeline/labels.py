@@ -22,6 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from image_pipeline.aws import client, error_code, is_transient
 from image_pipeline.errors import describe_error, run_logger
 from image_pipeline.models import DecodedImage, Labels, SourceObject, Thumbnail
+from image_pipeline.records import read_item
 from image_pipeline.settings import get_settings
 
 # Pillow format names whose files Rekognition reads. MPO is how Pillow names a JPEG
@@ -143,17 +144,37 @@ def describe_rekognition_error(exc: BaseException) -> str:
     return describe_error(exc)[1]
 
 
+def labels_of(key: str) -> Labels | None:
+    """The labels Rekognition gave the image `key`, as a copy; None when it has none."""
+    item = read_item(key)
+    if not item or item.get("labels_status") != "COMPLETED":
+        return None
+    found = item.get("extracted_metadata", {}).get("rekognition_labels", [])
+    return Labels(status="COMPLETED", labels=found, source="duplicate")
+
+
 def _fetch_thumbnail(thumb: Thumbnail) -> bytes:
     return client("s3").get_object(Bucket=thumb.bucket, Key=thumb.key)["Body"].read()
 
 
 def detect_labels(
-    source: SourceObject, image: DecodedImage, thumbnails: Sequence[Thumbnail]
+    source: SourceObject,
+    image: DecodedImage,
+    thumbnails: Sequence[Thumbnail],
+    duplicate_of: str | None = None,
 ) -> Labels:
-    """Labels as configured: Rekognition, or SKIPPED with the reason when it is off."""
+    """Labels as configured: Rekognition, or SKIPPED with the reason when it is off.
+
+    With `skip_labels_of_duplicates`, an image with the same pixels as an earlier one takes
+    that image's labels and costs no Rekognition call.
+    """
     settings = get_settings()
     if not settings.labels_enabled:
         return Labels(status="SKIPPED", reason=OFF_REASON)
+    if duplicate_of and settings.skip_labels_of_duplicates:
+        copied = labels_of(duplicate_of)
+        if copied is not None:
+            return copied
     return detect_labels_with(
         client("rekognition"),
         source,

@@ -13,5 +13,6 @@ from tasks.policies import TRANSIENT_RETRIES
 @task(name="labels", **TRANSIENT_RETRIES, cache_policy=NO_CACHE, persist_result=False)
 def detect_labels(work: ImageWork) -> ImageWork:
     assert work.image is not None
-    found = labels.detect_labels(work.source, work.image, work.thumbnails)
+    duplicate_of = work.fingerprint.duplicate_of if work.fingerprint else None
+    found = labels.detect_labels(work.source, work.image, work.thumbnails, duplicate_of)
     return work.having(labels=found)
