@@ -1,7 +1,8 @@
 """Duplicates and near-duplicates, found through the table's indexes, never by a scan.
 
 Exact duplicates: `pixel_sha256-index` (hash `pixel_sha256`, range `created_at`) gives the
-images with the same pixels, oldest first. Near-duplicates: multi-index hashing. The 64-bit
+images with the same pixels, oldest first (to the second: `created_at` is whole seconds, and
+images created in the same second come in any order). Near-duplicates: multi-index hashing. The 64-bit
 dHash is cut into `BANDS` bands of 8 bits, each the hash key of an index of its own
 (`dhash-band-{i}-index` on `dhash_band_{i}`, projecting `dhash`). Two hashes within N bits of
 each other, N < BANDS, agree on at least one of any N + 1 bands (pigeonhole), so a search at
@@ -15,6 +16,7 @@ and removed when a run claims the image again (`INDEX_ATTRIBUTES`).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import BaseModel
@@ -62,6 +64,11 @@ def record_fields(fingerprint: Fingerprint) -> dict[str, Any]:
 
 def find_duplicate(pixel_sha256: str, key: str) -> str | None:
     """The oldest other image with exactly these pixels, or None."""
+    return next(find_duplicates(pixel_sha256, key), None)
+
+
+def find_duplicates(pixel_sha256: str, key: str) -> Iterator[str]:
+    """The other images with exactly these pixels, oldest first, read a page at a time."""
     paginator = client("dynamodb").get_paginator("query")
     pages = paginator.paginate(
         TableName=get_settings().table_name,
@@ -69,12 +76,12 @@ def find_duplicate(pixel_sha256: str, key: str) -> str | None:
         KeyConditionExpression="pixel_sha256 = :digest",
         ExpressionAttributeValues={":digest": {"S": pixel_sha256}},
         ScanIndexForward=True,  # oldest first
+        PaginationConfig={"PageSize": 25},
     )
     for page in pages:
         for item in page.get("Items", []):
             if item["ImageKey"]["S"] != key:
-                return str(item["ImageKey"]["S"])
-    return None
+                yield str(item["ImageKey"]["S"])
 
 
 class Match(BaseModel):

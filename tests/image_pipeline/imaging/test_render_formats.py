@@ -109,7 +109,7 @@ def test_each_format_is_encoded_as_named(
     assert thumb.content_type == content_type and thumb.extension == extension
     assert opened.size == (320, 240)
     # The picture survives: its red top-left mark is still red.
-    red, green, blue = opened.convert("RGB").getpixel((20, 20))
+    red, green, _ = opened.convert("RGB").getpixel((20, 20))
     assert (red > 150 and green < 90) if mode == "RGB" else abs(red - green) < 10
 
 
