@@ -2,13 +2,15 @@
 
 Exact duplicates: `pixel_sha256-index` (hash `pixel_sha256`, range `created_at`) gives the
 images with the same pixels, oldest first (to the second: `created_at` is whole seconds, and
-images created in the same second come in any order). Near-duplicates: multi-index hashing. The 64-bit
-dHash is cut into `BANDS` bands of 8 bits, each the hash key of an index of its own
-(`dhash-band-{i}-index` on `dhash_band_{i}`, projecting `dhash`). Two hashes within N bits of
-each other, N < BANDS, agree on at least one of any N + 1 bands (pigeonhole), so a search at
-distance N queries N + 1 band indexes for the image's own band values and keeps the
-candidates whose full hash is within N. A query reads the images that share a band, about
-(N + 1) / 256 of the table for uniformly spread hashes, and at most `MAX_CANDIDATES`.
+images created in the same second come in any order).
+
+Near-duplicates: multi-index hashing. The 64-bit dHash is cut into `BANDS` bands of 8 bits,
+each the hash key of an index of its own (`dhash-band-{i}-index` on `dhash_band_{i}`,
+projecting `dhash`). Two hashes within N bits of each other, N < BANDS, agree on at least
+one of any N + 1 bands (pigeonhole), so a search at distance N queries N + 1 band indexes
+for the image's own band values and keeps the candidates whose full hash is within N. A
+search reads the images that share a band, about (N + 1) / 256 of the table for uniformly
+spread hashes, and at most `MAX_CANDIDATES`.
 
 Only `COMPLETED` versions are in these indexes: the attributes are written with the result
 and removed when a run claims the image again (`INDEX_ATTRIBUTES`).
