@@ -648,7 +648,10 @@ def media_report(
     wall = {m: [r[m][0] for r in rounds.results] for m in MEDIA_METHODS}
     cpu = {m: [r[m][1] for r in rounds.results] for m in MEDIA_METHODS}
     extra = common.paired_ratios(wall["with media"], wall["today"])
-    met = extra.median <= 1 + TARGET_MEDIA_EXTRA
+    # The verdict on CPU time: the work is one thread's, and on a shared machine wall time
+    # also counts the waits for a core.
+    extra_cpu = common.paired_ratios(cpu["with media"], cpu["today"])
+    met = extra_cpu.median <= 1 + TARGET_MEDIA_EXTRA
     rows = [
         [
             method,
@@ -685,11 +688,15 @@ def media_report(
             ["method", "median ms", "spread ms (min-max, IQR)", "CPU ms"], rows, "lrrr"
         ),
         "",
-        f"With media / today: **{extra.median:.2f}x** ({extra.spread(digits=2)}); target at "
-        f"most {1 + TARGET_MEDIA_EXTRA:.2f}x: **{_met(met)}**.",
+        f"With media / today, CPU time: **{extra_cpu.median:.2f}x** "
+        f"({extra_cpu.spread(digits=2)}); wall time: {extra.median:.2f}x "
+        f"({extra.spread(digits=2)}). Target, on CPU time (one thread's work; wall time "
+        f"also counts waits for a core): at most {1 + TARGET_MEDIA_EXTRA:.2f}x: "
+        f"**{_met(met)}**.",
         "",
         "Encode cost of one thumbnail per format (the resize excluded; median of "
-        f"{ENCODE_REPEATS} encodes; WebP quality 90, AVIF quality 60 at libavif speed 10, "
+        f"{ENCODE_REPEATS} encodes; WebP quality 80 method 2 (90 with transparency), "
+        "AVIF quality 60 at libavif speed 10, "
         f"JPEG quality {job.settings.jpeg_quality} baseline):",
         "",
         common.markdown_table(["format", "box", "encode ms", "KiB"], format_rows, "llrr"),

@@ -16,9 +16,12 @@ CONTENT_TYPES = {
     "AVIF": "image/avif",
 }
 
-# Lossy WebP; higher than Pillow's default 80 because logos and line art are the usual
-# transparent uploads and show artefacts first.
+# Lossy WebP with transparency; higher than Pillow's default 80 because logos and line art
+# are the usual transparent uploads and show artefacts first.
 WEBP_QUALITY = 90
+# Opaque WebP (photos): Pillow's default quality, and libwebp's method 2 instead of 4: half
+# the encode time for a file about 3% larger (a 640x480 photo here: 21 ms instead of 39 ms).
+WEBP_PHOTO_OPTIONS = {"quality": 80, "method": 2}
 # AVIF at libavif's fastest speed: 55 ms instead of 317 ms (Pillow's default speed 6) for a
 # 640x480 photo here, for a file 4% larger; encoding is on every upload's critical path.
 AVIF_QUALITY = 60
@@ -156,7 +159,7 @@ def _encode(
         # Neither has a grey mode; AVIF would otherwise be encoded as 4:0:0 by some builds.
         im = im.convert("RGBA" if im.mode == "LA" else "RGB")
     if fmt == "WEBP":
-        options = {"quality": WEBP_QUALITY}
+        options = {"quality": WEBP_QUALITY} if im.mode == "RGBA" else dict(WEBP_PHOTO_OPTIONS)
     elif fmt == "AVIF":
         options = {"quality": AVIF_QUALITY, "speed": AVIF_SPEED}
     elif fmt == "JPEG":
