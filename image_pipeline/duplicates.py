@@ -1,8 +1,9 @@
 """Duplicates and near-duplicates, found through the table's indexes, never by a scan.
 
-Exact duplicates: `pixel_sha256-index` (hash `pixel_sha256`, range `created_at`) gives the
-images with the same pixels, oldest first (to the second: `created_at` is whole seconds, and
-images created in the same second come in any order).
+Exact duplicates: `pixel_sha256-index` (hash `pixel_sha256`, projecting `created_at`) gives
+the images with the same pixels; they are put oldest first here (by `created_at`, whole
+seconds, then by key). Not a range key: an index key fixes its attribute's type in every
+item of the table, and items of older writers may hold `created_at` as text.
 
 Near-duplicates: multi-index hashing. The 64-bit dHash is cut into `BANDS` bands of 8 bits,
 each the hash key of an index of its own (`dhash-band-{i}-index` on `dhash_band_{i}`,
@@ -40,6 +41,8 @@ BAND_ATTRIBUTES = tuple(f"dhash_band_{i}" for i in range(BANDS))
 BAND_INDEXES = tuple(f"dhash-band-{i}-index" for i in range(BANDS))
 # What places an item in the indexes above; removed when a run claims the image.
 INDEX_ATTRIBUTES = ("pixel_sha256", *BAND_ATTRIBUTES)
+# Copies of one picture read to find the oldest: enough for any real library, and bounded.
+MAX_DUPLICATES_READ = 1000
 # A search stops reading candidates here, so one request's cost stays bounded even when many
 # images share a band (flat, blank pictures all hash alike).
 MAX_CANDIDATES = 10_000
@@ -70,20 +73,28 @@ def find_duplicate(pixel_sha256: str, key: str) -> str | None:
 
 
 def find_duplicates(pixel_sha256: str, key: str) -> Iterator[str]:
-    """The other images with exactly these pixels, oldest first, read a page at a time."""
+    """The other images with exactly these pixels, oldest first (of the first
+    `MAX_DUPLICATES_READ` the index holds)."""
     paginator = client("dynamodb").get_paginator("query")
     pages = paginator.paginate(
         TableName=get_settings().table_name,
         IndexName=DIGEST_INDEX,
         KeyConditionExpression="pixel_sha256 = :digest",
         ExpressionAttributeValues={":digest": {"S": pixel_sha256}},
-        ScanIndexForward=True,  # oldest first
-        PaginationConfig={"PageSize": 25},
+        PaginationConfig={"MaxItems": MAX_DUPLICATES_READ},
     )
-    for page in pages:
-        for item in page.get("Items", []):
-            if item["ImageKey"]["S"] != key:
-                yield str(item["ImageKey"]["S"])
+    found = [item for page in pages for item in page.get("Items", [])]
+    found.sort(key=lambda item: (_created(item), item["ImageKey"]["S"]))
+    for item in found:
+        if item["ImageKey"]["S"] != key:
+            yield str(item["ImageKey"]["S"])
+
+
+def _created(item: dict[str, Any]) -> float:
+    try:
+        return float(item["created_at"]["N"])
+    except (KeyError, ValueError):  # absent, or text written by an older writer: last
+        return float("inf")
 
 
 class Match(BaseModel):

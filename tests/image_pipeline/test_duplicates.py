@@ -28,7 +28,7 @@ def flipped(value: str, bits: int) -> str:
     return f"{number:016x}"
 
 
-def put(key: str, dhash: str, digest: str | None = None, created_at: int = 1000) -> None:
+def put(key: str, dhash: str, digest: str | None = None, created_at: int | str = 1000) -> None:
     """A COMPLETED item with this fingerprint, as `store` writes it."""
     fingerprint = Fingerprint(dhash=dhash, pixel_sha256=digest or uuid.uuid4().hex)
     item = {"ImageKey": key, "overall_processing_status": "COMPLETED", "created_at": created_at}
@@ -115,3 +115,6 @@ def test_find_duplicate_names_the_oldest_other_image_with_the_same_pixels(operat
     assert find_duplicate(digest, prefix + "first.jpg") == prefix + "second.jpg"
     assert find_duplicate(uuid.uuid4().hex, prefix + "new.jpg") is None
     assert set(operations) == {"Query"}
+    # created_at as text (an older writer's item) is still stored, and sorts last.
+    put(prefix + "text.jpg", random_hash(), digest, created_at="100")
+    assert find_duplicate(digest, prefix + "new.jpg") == prefix + "first.jpg"
