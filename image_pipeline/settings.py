@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Literal
 
+from PIL import features
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -209,6 +210,8 @@ class Settings(BaseSettings):
         if specs is None:
             return None
         _check_sizes_of([spec.box for spec in specs])
+        if any(spec.format == "AVIF" for spec in specs) and not features.check("avif"):
+            raise ValueError("this Pillow was built without AVIF: choose jpeg or webp")
         labels = [spec.label for spec in specs]
         if len(set(labels)) != len(labels):
             # The box names the thumbnail in the record and in its key.

@@ -3,6 +3,7 @@ import re
 from pathlib import Path
 
 import pytest
+from PIL import features
 from pydantic import ValidationError
 
 from image_pipeline.models import ThumbnailSpec
@@ -91,4 +92,12 @@ def test_thumbnails_and_thumbnail_sizes_are_not_set_together(monkeypatch) -> Non
     monkeypatch.setenv("IMAGE_PIPELINE_THUMBNAILS", "100x100:cover")
     monkeypatch.setenv("IMAGE_PIPELINE_THUMBNAIL_SIZES", "100x100")
     with pytest.raises(ValidationError, match="not both"):
+        Settings()
+
+
+def test_avif_is_refused_by_a_pillow_without_it(monkeypatch) -> None:
+    monkeypatch.setenv("IMAGE_PIPELINE_THUMBNAILS", "100x100:avif")
+    assert Settings().thumbnail_specs[0].format == "AVIF"  # this Pillow has it
+    monkeypatch.setattr(features, "check", lambda feature: feature != "avif")
+    with pytest.raises(ValidationError, match="without AVIF"):
         Settings()
