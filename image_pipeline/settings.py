@@ -13,7 +13,7 @@ from PIL import features
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from image_pipeline.models import Size, ThumbnailSpec
+from image_pipeline.models import Crop, OutputFormat, Size, ThumbnailSpec
 
 MB = 1024 * 1024
 GiB = 1024 * MB
@@ -253,14 +253,14 @@ def _check_sizes_of(sizes: list[Size]) -> None:
         raise ValueError("thumbnail sizes must be positive")
 
 
-_CROPS = ("fit", "cover", "entropy")
-_FORMATS = {"jpeg": "JPEG", "jpg": "JPEG", "webp": "WEBP", "avif": "AVIF"}
+_CROPS: dict[str, Crop] = {"fit": "fit", "cover": "cover", "entropy": "entropy"}
+_FORMATS: dict[str, OutputFormat] = {"jpeg": "JPEG", "jpg": "JPEG", "webp": "WEBP", "avif": "AVIF"}
 
 
 def _parse_spec(text: str) -> ThumbnailSpec:
     """`WxH[:crop][:format]`, e.g. `100x100:cover:webp`; crop and format in either order."""
     size, *options = [part.strip().lower() for part in text.strip().split(":")]
-    spec = ThumbnailSpec(_parse_size(size))
+    box = _parse_size(size)
     crops = [o for o in options if o in _CROPS]
     formats = [o for o in options if o in _FORMATS]
     unknown = [o for o in options if o not in _CROPS and o not in _FORMATS]
@@ -270,9 +270,9 @@ def _parse_spec(text: str) -> ThumbnailSpec:
             "[:jpeg|webp|avif]"
         )
     return ThumbnailSpec(
-        spec.box,
-        crop=crops[0] if crops else "fit",  # type: ignore[arg-type]
-        format=_FORMATS[formats[0]] if formats else "JPEG",  # type: ignore[arg-type]
+        box,
+        crop=_CROPS[crops[0]] if crops else "fit",
+        format=_FORMATS[formats[0]] if formats else "JPEG",
     )
 
 
