@@ -42,6 +42,7 @@ test: install
 # Benchmarks are not tests: they write BENCHMARKS.md. Run them on a quiet machine.
 bench: install
 	$(VENV)/bin/python -m benchmarks.bench_image_work --output BENCHMARKS.md
+	$(VENV)/bin/python -m benchmarks.bench_image_work --media --runs 25 --output BENCHMARKS.md
 	$(VENV)/bin/python -m benchmarks.bench_image_memory --output BENCHMARKS.md
 	$(VENV)/bin/python -m benchmarks.bench_batch_designs
 	$(VENV)/bin/python -m benchmarks.bench_stack

@@ -96,6 +96,24 @@ class ImageRecord(BaseModel):
         None, description="Why labelling failed: a sentence naming Rekognition's error code."
     )
     labels_skipped_reason: str | None = None
+    thumbhash: str | None = Field(
+        None,
+        description="ThumbHash of the smallest thumbnail, base64: a placeholder a page decodes "
+        "into a blurred preview while the thumbnail loads.",
+    )
+    dominant_color: str | None = Field(
+        None, examples=["#4a6b8c"], description="The commonest colour of the smallest thumbnail."
+    )
+    dhash: str | None = Field(
+        None,
+        examples=["58b4e68686e6b458"],
+        description="64-bit perceptual difference hash (dHash), 16 hex digits; near-duplicates "
+        "differ in few bits (`GET /images/{key}/similar`).",
+    )
+    pixel_sha256: str | None = Field(None, description="SHA-256 of the decoded pixels.")
+    duplicate_of: str | None = Field(
+        None, description="The key of an earlier image with exactly the same pixels."
+    )
     error_type: str | None = Field(None, examples=["NotAnImage"])
     error_message: str | None = Field(
         None,
@@ -119,6 +137,25 @@ class ImagePage(BaseModel):
     items: list[ImageRecord]
     next_cursor: str | None = Field(
         description="Pass it back as `cursor` for the next page; null on the last page."
+    )
+
+
+class SimilarImage(BaseModel):
+    ImageKey: str
+    distance: int = Field(description="Bits in which the dHashes differ, 0 to 64.")
+    dhash: str
+
+
+class SimilarImages(BaseModel):
+    """The images within `max_distance` of an image's dHash, nearest first."""
+
+    ImageKey: str
+    dhash: str
+    max_distance: int
+    items: list[SimilarImage]
+    complete: bool = Field(
+        description="False when the search stopped at its bound on candidates read (many "
+        "images share a band, e.g. blank ones): `items` may then miss some."
     )
 
 

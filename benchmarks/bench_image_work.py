@@ -23,6 +23,13 @@ round by round. Peak memory is the peak RSS (VmHWM) above the RSS just before th
 fresh child process per method and image: Pillow's pixel memory is invisible to tracemalloc.
 
     python -m benchmarks.bench_image_work --profile jpeg-12mp   # where ours spends time
+    python -m benchmarks.bench_image_work --media --runs 15      # placeholder, hash, crops
+
+`--media` measures, on the 2 MP JPEG, today's image work (above: two fit JPEGs) against the
+same work with what issue 15 adds: a cover crop (the entropy crop, the costlier one) for the
+100x100 box, the placeholder (ThumbHash and dominant colour of the smallest thumbnail) and
+the fingerprint (dHash and pixel digest), round by round; and each thumbnail format's encode
+cost (JPEG, WebP, AVIF) at both boxes.
 """
 
 from __future__ import annotations
@@ -47,9 +54,11 @@ from PIL import Image, ImageCms, ImageDraw, features
 
 from benchmarks import common
 from image_pipeline.imaging.decode import decode
+from image_pipeline.imaging.fingerprint import dhash, pixel_digest
+from image_pipeline.imaging.placeholder import placeholder
 from image_pipeline.imaging.render import fit_within, render_thumbnails
 from image_pipeline.metadata import describe
-from image_pipeline.models import DecodedImage, SourceObject
+from image_pipeline.models import DecodedImage, SourceObject, ThumbnailSpec
 from image_pipeline.settings import Settings, get_settings
 
 SECTION = "image-work"
@@ -559,6 +568,170 @@ def _met(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
+# --- placeholder, fingerprint, crops and formats (--media) ---------------------------------
+
+MEDIA_SECTION = "image-media"
+MEDIA_CASE = "jpeg-2mp"
+TARGET_MEDIA_EXTRA = 0.30  # placeholder + hash + crops: at most 30% more than today's work
+MEDIA_METHODS = ("today", "with media")
+# Today's boxes, the small one cropped: what `IMAGE_PIPELINE_THUMBNAILS` would say as
+# `640x480:fit:jpeg,100x100:entropy:jpeg`.
+MEDIA_SPECS = [ThumbnailSpec((640, 480)), ThumbnailSpec((100, 100), "entropy")]
+FORMATS = ("JPEG", "WEBP", "AVIF")
+
+
+def with_media(job: Job) -> list[Size]:
+    """Today's work with a cropped thumbnail, the placeholder and the fingerprint."""
+    settings = job.settings
+    image = decode(
+        job.data,
+        max_file_bytes=settings.max_file_bytes,
+        max_pixels=settings.max_pixels,
+        largest_box=job.largest_box,
+        cover=True,
+    )
+    thumbs = render_thumbnails(
+        image,
+        MEDIA_SPECS,
+        transparent_format=settings.transparent_format,
+        jpeg_quality=settings.jpeg_quality,
+    )
+    smallest = min(thumbs, key=lambda thumb: thumb.width * thumb.height)
+    assert smallest.pixels is not None
+    placeholder(smallest.pixels)
+    dhash(image.pixels)
+    pixel_digest(image.pixels)
+    describe(job.source, image)
+    return [(thumb.width, thumb.height) for thumb in thumbs]
+
+
+MEDIA_RUNNERS: dict[str, Callable[[Job], list[Size]]] = {"today": ours, "with media": with_media}
+
+
+def media_round(job: Job, number: int) -> RoundTimes:
+    shift = number % len(MEDIA_METHODS)
+    order = MEDIA_METHODS[shift:] + MEDIA_METHODS[:shift]
+    return {method: time_once(MEDIA_RUNNERS[method], job) for method in order}
+
+
+def encode_costs(job: Job, repeats: int) -> dict[tuple[str, str], tuple[float, int]]:
+    """Median seconds and bytes of encoding each box's thumbnail in each format."""
+    image = decode_job(job)
+    quality = job.settings.jpeg_quality
+    costs: dict[tuple[str, str], tuple[float, int]] = {}
+    for box in job.boxes:
+        [fitted] = render_thumbnails(image, [box], jpeg_quality=quality)
+        assert fitted.pixels is not None
+        # Already at its size: rendering it again is the encode alone (no resize).
+        resized = DecodedImage("PNG", *fitted.pixels.size, fitted.pixels.mode, 1, fitted.pixels)
+        for fmt in FORMATS:
+            spec = ThumbnailSpec(resized.pixels.size, "fit", fmt)  # type: ignore[arg-type]
+            times, size = [], 0
+            for _ in range(repeats):
+                start = time.perf_counter()
+                [thumb] = render_thumbnails(resized, [spec], jpeg_quality=quality)
+                times.append(time.perf_counter() - start)
+                size = len(thumb.data)
+            costs[(fmt, f"{box[0]}x{box[1]}")] = (common.summarize(times).median, size)
+    return costs
+
+
+def media_report(
+    job: Job,
+    rounds: common.Rounds[RoundTimes],
+    costs: dict[tuple[str, str], tuple[float, int]],
+    *,
+    command: str,
+    load_before: float,
+    max_other: float,
+) -> tuple[str, bool]:
+    wall = {m: [r[m][0] for r in rounds.results] for m in MEDIA_METHODS}
+    cpu = {m: [r[m][1] for r in rounds.results] for m in MEDIA_METHODS}
+    extra = common.paired_ratios(wall["with media"], wall["today"])
+    # The verdict on CPU time: the work is one thread's, and on a shared machine wall time
+    # also counts the waits for a core.
+    extra_cpu = common.paired_ratios(cpu["with media"], cpu["today"])
+    met = extra_cpu.median <= 1 + TARGET_MEDIA_EXTRA
+    rows = [
+        [
+            method,
+            ms(common.summarize(wall[method]).median),
+            common.summarize(wall[method]).spread(scale=1000),
+            ms(common.summarize(cpu[method]).median),
+        ]
+        for method in MEDIA_METHODS
+    ]
+    format_rows = [
+        [fmt, box, f"{seconds * 1000:.1f}", f"{size / 1024:.1f}"]
+        for (fmt, box), (seconds, size) in costs.items()
+    ]
+    lines = [
+        "## Image work: placeholder, near-duplicate hash, crops and formats",
+        "",
+        f"The {job.case.title} ({job.case.size[0]}x{job.case.size[1]}), its bytes in memory. "
+        "**today**: the pipeline's image work as above (decode, two fit JPEG thumbnails "
+        "640x480 and 100x100, `describe`). **with media**: the same with the 100x100 "
+        "thumbnail cropped to fill its box (`entropy`, the costlier crop), the placeholder "
+        "(ThumbHash and dominant colour of the smallest thumbnail), and the fingerprint "
+        "(dHash and SHA-256 of the decoded pixels). The DynamoDB query for `duplicate_of` is "
+        "network, not image work, and is not in it.",
+        "",
+        f"`{command}`. Rounds as above (each method once, order rotating, rounds that other "
+        f"processes overlapped by more than {max_other:g} cores measured again); "
+        f"{rounds.describe()}. The machine is shared with other engineers' work: the "
+        "figures are indicative, the ratio (taken round by round) less so than the times.",
+        "",
+        *common.machine_lines({"Pillow": Image.__version__}),
+        f"- Load: 1-minute load average {load_before:.2f} when the timed rounds started.",
+        "",
+        common.markdown_table(
+            ["method", "median ms", "spread ms (min-max, IQR)", "CPU ms"], rows, "lrrr"
+        ),
+        "",
+        f"With media / today, CPU time: **{extra_cpu.median:.2f}x** "
+        f"({extra_cpu.spread(digits=2)}); wall time: {extra.median:.2f}x "
+        f"({extra.spread(digits=2)}). Target, on CPU time (one thread's work; wall time "
+        f"also counts waits for a core): at most {1 + TARGET_MEDIA_EXTRA:.2f}x: "
+        f"**{_met(met)}**.",
+        "",
+        "Encode cost of one thumbnail per format (the resize excluded; median of "
+        f"{ENCODE_REPEATS} encodes; WebP quality 80 method 2 (90 with transparency), "
+        "AVIF quality 60 at libavif speed 10, "
+        f"JPEG quality {job.settings.jpeg_quality} baseline):",
+        "",
+        common.markdown_table(["format", "box", "encode ms", "KiB"], format_rows, "llrr"),
+    ]
+    return "\n".join(lines), met
+
+
+ENCODE_REPEATS = 7
+
+
+def run_media(args: argparse.Namespace, settings: Settings) -> int:
+    case = CASES_BY_SLUG[MEDIA_CASE]
+    job = prepare(case, make_file(case), settings)
+    load_before = common.wait_for_quiet(args.max_load, args.wait)
+    rounds = common.quiet_rounds(
+        lambda number: media_round(job, number),
+        runs=args.runs,
+        warmup=args.warmup,
+        max_other=args.max_other,
+        max_rounds=args.max_rounds or 4 * args.runs,
+    )
+    costs = encode_costs(job, ENCODE_REPEATS)
+    command = f"python -m {MODULE} --media --runs {args.runs} --warmup {args.warmup}"
+    section, met = media_report(
+        job, rounds, costs, command=command, load_before=load_before, max_other=args.max_other
+    )
+    print(section)
+    if args.output:
+        common.write_section(args.output, MEDIA_SECTION, section)
+        print(f"\nwritten to {args.output}", file=sys.stderr)
+    if not met:
+        print("the target was NOT met", file=sys.stderr)
+    return 0
+
+
 # --- command line --------------------------------------------------------------------------
 
 
@@ -595,6 +768,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", metavar="CASE", choices=sorted(CASES_BY_SLUG), help="cProfile ours and stop"
     )
+    parser.add_argument(
+        "--media",
+        action="store_true",
+        help="measure placeholder, hash, crops and formats on the 2 MP JPEG instead",
+    )
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)  # METHOD CASE PATH
     args = parser.parse_args(argv)
 
@@ -602,6 +780,8 @@ def main(argv: list[str] | None = None) -> int:
         child(*args.child)
         return 0
     settings = get_settings()
+    if args.media:
+        return run_media(args, settings)
     if args.profile:
         case = CASES_BY_SLUG[args.profile]
         print(profile(prepare(case, make_file(case), settings)))

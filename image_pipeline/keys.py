@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from image_pipeline.errors import ImageRejected
-from image_pipeline.models import EXTENSIONS, Size
+from image_pipeline.models import EXTENSIONS, Size, ThumbnailSpec
 
 MAX_KEY_BYTES = 1024  # S3 refuses longer keys (UTF-8 bytes), so no image can have one
 
@@ -17,7 +19,9 @@ def thumbnail_key(source_key: str, label: str, extension: str) -> str:
     return f"thumbnails/{source_key}/{label}.{extension}"
 
 
-def check_key(key: str, boxes: list[Size], transparent_format: str) -> None:
+def check_key(
+    key: str, thumbnails: Sequence[Size | ThumbnailSpec], transparent_format: str
+) -> None:
     """Refuse, before any work, a key whose thumbnails could not be stored or linked safely.
 
     A `.` or `..` segment is a valid S3 key, but HTTP clients and browsers resolve it in URLs,
@@ -31,10 +35,12 @@ def check_key(key: str, boxes: list[Size], transparent_format: str) -> None:
             "The key has a '.' or '..' path segment, which URLs resolve to another path: "
             "its thumbnails could not be linked safely.",
         )
+    specs = [t if isinstance(t, ThumbnailSpec) else ThumbnailSpec(t) for t in thumbnails]
+    # A JPEG thumbnail of an image with transparency takes the transparent format instead.
     longest = max(
-        len(thumbnail_key(key, f"{w}x{h}", extension).encode())
-        for w, h in boxes
-        for extension in (EXTENSIONS["JPEG"], EXTENSIONS[transparent_format])
+        len(thumbnail_key(key, spec.label, extension).encode())
+        for spec in specs
+        for extension in (EXTENSIONS[spec.format], EXTENSIONS[transparent_format])
     )
     if longest > MAX_KEY_BYTES:
         size = len(key.encode())

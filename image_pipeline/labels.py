@@ -15,13 +15,16 @@ raised, so that the task retries it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import islice
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from image_pipeline.aws import client, error_code, is_transient
+from image_pipeline.duplicates import find_duplicates
 from image_pipeline.errors import describe_error, run_logger
-from image_pipeline.models import DecodedImage, Labels, SourceObject, Thumbnail
+from image_pipeline.models import DecodedImage, Fingerprint, Labels, SourceObject, Thumbnail
+from image_pipeline.records import read_item
 from image_pipeline.settings import get_settings
 
 # Pillow format names whose files Rekognition reads. MPO is how Pillow names a JPEG
@@ -42,6 +45,9 @@ REFUSALS = {
     "InvalidParameterException": "Rekognition refused the request for this image",
     "InvalidS3ObjectException": "Rekognition could not read the image from S3",
 }
+
+# Duplicates read for labels to copy, oldest first, before Rekognition is asked after all.
+MAX_LABELLED_DUPLICATES = 10
 
 OFF_REASON = (
     "Label detection is off (IMAGE_PIPELINE_LABELS=off, or auto with a local emulator, "
@@ -143,17 +149,39 @@ def describe_rekognition_error(exc: BaseException) -> str:
     return describe_error(exc)[1]
 
 
+def labels_of_duplicates(pixel_sha256: str, key: str) -> Labels | None:
+    """A copy of the labels of the oldest image with these pixels that has labels (among the
+    first `MAX_LABELLED_DUPLICATES`); None when none has (it was labelled with labels off)."""
+    for other in islice(find_duplicates(pixel_sha256, key), MAX_LABELLED_DUPLICATES):
+        item = read_item(other)
+        if item and item.get("labels_status") == "COMPLETED":
+            found = item.get("extracted_metadata", {}).get("rekognition_labels", [])
+            return Labels(status="COMPLETED", labels=found, source="duplicate")
+    return None
+
+
 def _fetch_thumbnail(thumb: Thumbnail) -> bytes:
     return client("s3").get_object(Bucket=thumb.bucket, Key=thumb.key)["Body"].read()
 
 
 def detect_labels(
-    source: SourceObject, image: DecodedImage, thumbnails: Sequence[Thumbnail]
+    source: SourceObject,
+    image: DecodedImage,
+    thumbnails: Sequence[Thumbnail],
+    fingerprint: Fingerprint | None = None,
 ) -> Labels:
-    """Labels as configured: Rekognition, or SKIPPED with the reason when it is off."""
+    """Labels as configured: Rekognition, or SKIPPED with the reason when it is off.
+
+    With `skip_labels_of_duplicates`, an image with the same pixels as earlier ones takes the
+    labels of the oldest of them that has some, and costs no Rekognition call.
+    """
     settings = get_settings()
     if not settings.labels_enabled:
         return Labels(status="SKIPPED", reason=OFF_REASON)
+    if fingerprint and fingerprint.duplicate_of and settings.skip_labels_of_duplicates:
+        copied = labels_of_duplicates(fingerprint.pixel_sha256, source.key)
+        if copied is not None:
+            return copied
     return detect_labels_with(
         client("rekognition"),
         source,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from PIL import Image
 from pydantic import BaseModel, ConfigDict
@@ -12,7 +12,27 @@ from pydantic import BaseModel, ConfigDict
 Size = tuple[int, int]
 
 # File extension of each thumbnail format.
-EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+EXTENSIONS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "AVIF": "avif"}
+
+# How a thumbnail meets its box: `fit` inside it (aspect kept), or `cover` it and crop the
+# overflow, at the centre (`cover`) or where the picture is busiest (`entropy`).
+Crop = Literal["fit", "cover", "entropy"]
+# What a thumbnail is encoded as; `JPEG` becomes the transparent format for an image with
+# transparency, which JPEG cannot hold.
+OutputFormat = Literal["JPEG", "WEBP", "AVIF"]
+
+
+@dataclass(frozen=True)
+class ThumbnailSpec:
+    """One configured thumbnail: its box, how it meets the box, and its format."""
+
+    box: Size
+    crop: Crop = "fit"
+    format: OutputFormat = "JPEG"
+
+    @property
+    def label(self) -> str:
+        return f"{self.box[0]}x{self.box[1]}"
 
 
 class Upload(BaseModel):
@@ -72,9 +92,11 @@ class RenderedThumbnail:
     box: Size
     width: int
     height: int
-    format: str  # "JPEG", "PNG" or "WEBP"
+    format: str  # "JPEG", "PNG", "WEBP" or "AVIF"
     content_type: str
     data: bytes
+    # The pixels before encoding: the placeholder is computed from the smallest thumbnail.
+    pixels: Image.Image | None = field(default=None, compare=False, repr=False)
 
     @property
     def label(self) -> str:
@@ -100,12 +122,27 @@ class Thumbnail(BaseModel):
         return f"s3://{self.bucket}/{self.key}"
 
 
+class Placeholder(BaseModel):
+    """What a page shows while the thumbnail loads, from the smallest thumbnail."""
+
+    thumbhash: str  # base64, as ThumbHash's reference decoders take it
+    dominant_color: str  # "#rrggbb"
+
+
+class Fingerprint(BaseModel):
+    """What finds the image's duplicates: a perceptual hash and a digest of its pixels."""
+
+    dhash: str  # 64-bit difference hash, 16 hex digits
+    pixel_sha256: str  # SHA-256 of the decoded pixels (mode, size and bytes)
+    duplicate_of: str | None = None  # an earlier image with the very same pixels
+
+
 class Labels(BaseModel):
     """What the labels step produced: labels, or why there are none."""
 
     status: str  # "COMPLETED", "SKIPPED" or "FAILED"
     labels: list[dict[str, Any]] = []  # [{"Name": str, "Confidence": float}]
-    source: str | None = None  # "s3" or "thumbnail"
+    source: str | None = None  # "s3", "thumbnail", or "duplicate" (copied from duplicate_of)
     error: str | None = None  # the Rekognition error (a sentence naming its code), never swallowed
     reason: str | None = None  # why labelling was skipped
 
@@ -123,6 +160,10 @@ class ImageWork:
     force: bool = False  # redo a version already COMPLETED (a backfill after a size change)
     image: DecodedImage | None = None
     thumbnails: tuple[Thumbnail, ...] = ()
+    # The smallest thumbnail's pixels, kept in memory for the placeholder step.
+    smallest_thumbnail: Image.Image | None = None
+    placeholder: Placeholder | None = None
+    fingerprint: Fingerprint | None = None
     metadata: dict[str, Any] | None = None
     labels: Labels | None = None
     item: dict[str, Any] | None = None

@@ -18,9 +18,10 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from image_pipeline.aws import client, error_code
+from image_pipeline.duplicates import INDEX_ATTRIBUTES, record_fields
 from image_pipeline.errors import Superseded
 from image_pipeline.keys import MAX_KEY_BYTES
-from image_pipeline.models import Labels, SourceObject, Thumbnail
+from image_pipeline.models import Fingerprint, Labels, Placeholder, SourceObject, Thumbnail
 from image_pipeline.settings import get_settings
 
 PROCESSING, COMPLETED, FAILED = "PROCESSING", "COMPLETED", "FAILED"
@@ -149,7 +150,8 @@ def mark_processing(source: SourceObject, flow_run_id: str) -> dict[str, Any] | 
             ":now": int(now),
         },
         add_attempt=True,
-        remove=_ERROR_FIELDS,
+        # Out of the duplicate indexes until this version is COMPLETED: its pixels may differ.
+        remove=_ERROR_FIELDS + INDEX_ATTRIBUTES,
     )
 
 
@@ -170,6 +172,8 @@ def mark_completed(
     metadata: dict[str, Any],
     thumbnails: list[Thumbnail],
     labels: Labels,
+    placeholder: Placeholder | None = None,
+    fingerprint: Fingerprint | None = None,
 ) -> dict[str, Any] | None:
     """Record the result; None when a newer upload took the item over meanwhile."""
     fields: dict[str, Any] = {
@@ -182,10 +186,15 @@ def mark_completed(
         "metadata_extraction_status": COMPLETED,
         "labels_status": labels.status,
     }
+    if placeholder is not None:
+        fields |= placeholder.model_dump()
+    if fingerprint is not None:
+        fields |= record_fields(fingerprint)
     optional = {
         "rekognition_error": labels.error,
         "labels_skipped_reason": labels.reason,
         "labels_source": labels.source,
+        "duplicate_of": fingerprint.duplicate_of if fingerprint else None,
     }
     return _update(
         source.key,
@@ -279,9 +288,13 @@ def complete(
     metadata: dict[str, Any],
     thumbnails: list[Thumbnail],
     labels: Labels,
+    placeholder: Placeholder | None = None,
+    fingerprint: Fingerprint | None = None,
 ) -> dict[str, Any]:
     """Record the result; `Superseded` when a newer upload took the item over meanwhile."""
-    item = mark_completed(source, flow_run_id, metadata, thumbnails, labels)
+    item = mark_completed(
+        source, flow_run_id, metadata, thumbnails, labels, placeholder, fingerprint
+    )
     if item is None:
         raise Superseded(f"a newer upload of {source.key} took over its record")
     return item

@@ -32,6 +32,8 @@ def render(item: dict[str, Any]) -> str:
         f"- [{size}]({thumbnail_link(uri)}) `{uri}`"
         for size, uri in item.get("thumbnails", {}).items()
     ]
+    lines += ["", "## Placeholder and duplicates", ""]
+    lines += _media_lines(item)
     lines += ["", "## Labels", ""]
     if labels:
         lines += [f"- {label['Name']} ({label['Confidence']:.1f}%)" for label in labels]
@@ -40,6 +42,20 @@ def render(item: dict[str, Any]) -> str:
     else:
         lines.append(_cell(item.get("labels_skipped_reason") or "No labels."))
     return "\n".join(lines) + "\n"
+
+
+def _media_lines(item: dict[str, Any]) -> list[str]:
+    """The placeholder, the perceptual hash and what the image duplicates, when recorded."""
+    facts = {
+        "ThumbHash": item.get("thumbhash"),
+        "Dominant colour": item.get("dominant_color"),
+        "dHash": item.get("dhash"),
+        "Duplicate of": item.get("duplicate_of"),
+    }
+    lines = [f"- {name}: `{_cell(value)}`" for name, value in facts.items() if value]
+    if item.get("dhash") and not item.get("duplicate_of"):
+        lines.append("- Duplicate of: none (no earlier image has the same pixels)")
+    return lines or ["Not recorded."]
 
 
 def _cell(value: object) -> str:

@@ -9,10 +9,11 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, Json, SecretStr, field_validator
+from PIL import features
+from pydantic import Field, Json, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from image_pipeline.models import Size
+from image_pipeline.models import Crop, OutputFormat, Size, ThumbnailSpec
 
 MB = 1024 * 1024
 GiB = 1024 * MB
@@ -78,6 +79,13 @@ class Settings(BaseSettings):
         default_factory=lambda: [(100, 100), (640, 480)],
         description="Boxes the thumbnails fit inside, as `WxH,WxH`.",
     )
+    thumbnails: Annotated[list[ThumbnailSpec] | None, NoDecode] = Field(
+        None,
+        description="Each thumbnail as `WxH[:fit|cover|entropy][:jpeg|webp|avif]`, "
+        "comma-separated, e.g. `100x100:cover:webp,640x480:fit:jpeg`. Unset: the boxes of "
+        "THUMBNAIL_SIZES, fit, JPEG. `cover` fills the box and crops the centre, `entropy` "
+        "crops where the picture is busiest.",
+    )
     transparent_format: Literal["PNG", "WEBP"] = Field(
         "PNG", description="Format of thumbnails of images with transparency."
     )
@@ -97,6 +105,13 @@ class Settings(BaseSettings):
     )
     rekognition_min_confidence: float = Field(
         75.0, ge=0, le=100, description="MinConfidence for detect_labels."
+    )
+
+    # --- Near-duplicates ---------------------------------------------------------------
+    skip_labels_of_duplicates: bool = Field(
+        False,
+        description="An image whose pixels duplicate an earlier image's (`duplicate_of`) "
+        "copies that image's labels instead of calling Rekognition, when it has some.",
     )
 
     # --- Privacy -----------------------------------------------------------------------
@@ -186,11 +201,43 @@ class Settings(BaseSettings):
     @field_validator("thumbnail_sizes")
     @classmethod
     def _check_sizes(cls, sizes: list[Size]) -> list[Size]:
-        if not sizes:
-            raise ValueError("at least one thumbnail size is needed")
-        if any(w <= 0 or h <= 0 for w, h in sizes):
-            raise ValueError("thumbnail sizes must be positive")
+        _check_sizes_of(sizes)
         return sorted(set(sizes), key=lambda s: s[0] * s[1], reverse=True)
+
+    @field_validator("thumbnails", mode="before")
+    @classmethod
+    def _parse_thumbnails(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [_parse_spec(part) for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("thumbnails")
+    @classmethod
+    def _check_thumbnails(cls, specs: list[ThumbnailSpec] | None) -> list[ThumbnailSpec] | None:
+        if specs is None:
+            return None
+        _check_sizes_of([spec.box for spec in specs])
+        if any(spec.format == "AVIF" for spec in specs) and not features.check("avif"):
+            raise ValueError("this Pillow was built without AVIF: choose jpeg or webp")
+        labels = [spec.label for spec in specs]
+        if len(set(labels)) != len(labels):
+            # The box names the thumbnail in the record and in its key.
+            raise ValueError("each thumbnail box may appear once in THUMBNAILS")
+        return sorted(specs, key=lambda s: s.box[0] * s.box[1], reverse=True)
+
+    @model_validator(mode="after")
+    def _one_thumbnail_setting(self) -> Settings:
+        if self.thumbnails is not None and "thumbnail_sizes" in self.model_fields_set:
+            raise ValueError("set THUMBNAILS or THUMBNAIL_SIZES, not both")
+        return self
+
+    @property
+    def thumbnail_specs(self) -> list[ThumbnailSpec]:
+        """The thumbnails to make, largest box first: THUMBNAILS, or THUMBNAIL_SIZES as fit
+        JPEGs (the pipeline's behaviour before THUMBNAILS existed)."""
+        if self.thumbnails is not None:
+            return list(self.thumbnails)
+        return [ThumbnailSpec(box) for box in self.thumbnail_sizes]
 
     @property
     def labels_enabled(self) -> bool:
@@ -204,6 +251,36 @@ def _parse_size(text: str) -> Size:
     if not sep or not width.isdigit() or not height.isdigit():
         raise ValueError(f"thumbnail size {text!r} is not of the form WIDTHxHEIGHT")
     return int(width), int(height)
+
+
+def _check_sizes_of(sizes: list[Size]) -> None:
+    if not sizes:
+        raise ValueError("at least one thumbnail size is needed")
+    if any(w <= 0 or h <= 0 for w, h in sizes):
+        raise ValueError("thumbnail sizes must be positive")
+
+
+_CROPS: dict[str, Crop] = {"fit": "fit", "cover": "cover", "entropy": "entropy"}
+_FORMATS: dict[str, OutputFormat] = {"jpeg": "JPEG", "jpg": "JPEG", "webp": "WEBP", "avif": "AVIF"}
+
+
+def _parse_spec(text: str) -> ThumbnailSpec:
+    """`WxH[:crop][:format]`, e.g. `100x100:cover:webp`; crop and format in either order."""
+    size, *options = [part.strip().lower() for part in text.strip().split(":")]
+    box = _parse_size(size)
+    crops = [o for o in options if o in _CROPS]
+    formats = [o for o in options if o in _FORMATS]
+    unknown = [o for o in options if o not in _CROPS and o not in _FORMATS]
+    if unknown or len(crops) > 1 or len(formats) > 1:
+        raise ValueError(
+            f"thumbnail {text.strip()!r} is not of the form WxH[:fit|cover|entropy]"
+            "[:jpeg|webp|avif]"
+        )
+    return ThumbnailSpec(
+        box,
+        crop=_CROPS[crops[0]] if crops else "fit",
+        format=_FORMATS[formats[0]] if formats else "JPEG",
+    )
 
 
 @lru_cache

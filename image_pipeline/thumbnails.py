@@ -27,21 +27,34 @@ _LOST_RACE = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict
 def make_thumbnails(
     source: SourceObject, image: DecodedImage, run_id: str | None = None
 ) -> list[Thumbnail]:
-    """Render every configured size and upload it to the thumbnails bucket.
+    """Render every configured thumbnail and upload it to the thumbnails bucket.
 
     With `run_id` (the pipeline always passes it) only while that run holds the item's
     claim, and never over a thumbnail written under a later claim: an older upload's run
     that finishes late cannot replace the newer upload's thumbnails.
     """
+    return [stored for stored, _ in make_and_keep_thumbnails(source, image, run_id)]
+
+
+def make_and_keep_thumbnails(
+    source: SourceObject, image: DecodedImage, run_id: str | None = None
+) -> list[tuple[Thumbnail, RenderedThumbnail]]:
+    """`make_thumbnails`, each stored thumbnail with what was rendered (its pixels too)."""
     settings = get_settings()
     generation = claim_generation(source, run_id) if run_id is not None else None
     rendered = render_thumbnails(
         image,
-        list(settings.thumbnail_sizes),
+        settings.thumbnail_specs,
         transparent_format=settings.transparent_format,
         jpeg_quality=settings.jpeg_quality,
     )
-    return [upload(source, thumb, settings.thumbnails_bucket, generation) for thumb in rendered]
+    return [
+        (upload(source, thumb, settings.thumbnails_bucket, generation), thumb) for thumb in rendered
+    ]
+
+
+def smallest(rendered: list[RenderedThumbnail]) -> RenderedThumbnail:
+    return min(rendered, key=lambda thumb: thumb.width * thumb.height)
 
 
 def upload(

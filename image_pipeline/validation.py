@@ -18,14 +18,15 @@ def validate(source: SourceObject) -> DecodedImage:
     if settings.crash_marker and settings.crash_marker in source.key:
         # Chaos testing: what a segfault or the OOM killer does to the process, mid-step.
         os.kill(os.getpid(), signal.SIGKILL)
-    check_key(source.key, settings.thumbnail_sizes, settings.transparent_format)
+    specs = settings.thumbnail_specs
+    check_key(source.key, specs, settings.transparent_format)
     check_file_size(source.size, settings.max_file_bytes)  # before paying for the download
-    sizes = settings.thumbnail_sizes
     # A box that covers every configured box, so the reduced decode serves all of them.
-    largest_box = (max(w for w, _ in sizes), max(h for _, h in sizes))
+    largest_box = (max(s.box[0] for s in specs), max(s.box[1] for s in specs))
     return decode(
         download(source),
         max_file_bytes=settings.max_file_bytes,
         max_pixels=settings.max_pixels,
         largest_box=largest_box,
+        cover=any(spec.crop != "fit" for spec in specs),
     )

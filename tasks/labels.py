@@ -13,5 +13,5 @@ from tasks.policies import TRANSIENT_RETRIES
 @task(name="labels", **TRANSIENT_RETRIES, cache_policy=NO_CACHE, persist_result=False)
 def detect_labels(work: ImageWork) -> ImageWork:
     assert work.image is not None
-    found = labels.detect_labels(work.source, work.image, work.thumbnails)
+    found = labels.detect_labels(work.source, work.image, work.thumbnails, work.fingerprint)
     return work.having(labels=found)

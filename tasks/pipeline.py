@@ -13,8 +13,10 @@ from typing import Any
 
 from image_pipeline.errors import ImageRejected
 from image_pipeline.models import ImageWork
+from tasks.fingerprint import fingerprint
 from tasks.labels import detect_labels
 from tasks.metadata import extract_metadata
+from tasks.placeholder import make_placeholder
 from tasks.record import claim_record, store_record
 from tasks.thumbnails import make_thumbnails
 from tasks.validate import validate
@@ -39,6 +41,8 @@ STEPS: tuple[Step, ...] = (
     Step(claim_record),
     Step(validate, on_rejection={"validation_status": "INVALID"}),
     Step(make_thumbnails),
+    Step(make_placeholder),
+    Step(fingerprint),
     Step(extract_metadata),
     Step(detect_labels),
     Step(store_record),

@@ -13,5 +13,8 @@ from tasks.policies import TRANSIENT_RETRIES
 @task(name="thumbnails", **TRANSIENT_RETRIES, cache_policy=NO_CACHE, persist_result=False)
 def make_thumbnails(work: ImageWork) -> ImageWork:
     assert work.image is not None
-    made = thumbnails.make_thumbnails(work.source, work.image, work.run_id)
-    return work.having(thumbnails=tuple(made))
+    made = thumbnails.make_and_keep_thumbnails(work.source, work.image, work.run_id)
+    smallest = thumbnails.smallest([rendered for _, rendered in made])
+    return work.having(
+        thumbnails=tuple(stored for stored, _ in made), smallest_thumbnail=smallest.pixels
+    )

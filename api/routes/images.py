@@ -24,13 +24,17 @@ from api.models import (
     UNAVAILABLE,
     ImagePage,
     ImageRecord,
+    Message,
     ProcessingStatus,
     ReprocessStarted,
     RunInProgress,
+    SimilarImage,
+    SimilarImages,
 )
 from api.prefect_events import PrefectUnavailable
 from api.runs import RunInTheWay, start_process_image, ui_url
 from image_pipeline.catalog import epoch_seconds, list_by_status
+from image_pipeline.duplicates import MAX_DISTANCE, similar_to
 from image_pipeline.errors import Superseded
 from image_pipeline.keys import MAX_KEY_BYTES
 from image_pipeline.models import SourceObject
@@ -115,6 +119,52 @@ def get_upload_status(filename: str) -> JSONResponse:
 def get_image_status(_: OperatorKey, key: str) -> ImageRecord:
     """The item of any S3 key (operator)."""
     return ImageRecord.model_validate(read_image(key))
+
+
+@router.get(
+    "/{key:path}/similar",
+    responses={
+        **OPERATOR_RESPONSES,
+        409: {"model": Message, "description": "The image has no perceptual hash yet."},
+    },
+)
+def get_similar_images(
+    _: OperatorKey,
+    key: str,
+    max_distance: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=MAX_DISTANCE,
+            description=f"Largest Hamming distance between dHashes, 0 to {MAX_DISTANCE} (the "
+            "band indexes find every match up to that).",
+        ),
+    ] = 4,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Most images returned.")] = 100,
+) -> SimilarImages:
+    """The images whose perceptual hash is within `max_distance` bits of this one's (operator).
+
+    Served by the table's dHash band indexes, never by a scan. Nearest first, then by key.
+    """
+    item = read_image(key)
+    dhash = item.get("dhash")
+    if not isinstance(dhash, str):
+        raise ApiError(
+            status.HTTP_409_CONFLICT,
+            f"{key} has no perceptual hash: it is not COMPLETED, or was processed before "
+            "near-duplicate search existed (reprocess it).",
+        )
+    found = similar_to(key, dhash, max_distance, limit)
+    return SimilarImages(
+        ImageKey=key,
+        dhash=dhash,
+        max_distance=max_distance,
+        items=[
+            SimilarImage(ImageKey=match.key, distance=match.distance, dhash=match.dhash)
+            for match in found.items
+        ],
+        complete=found.complete,
+    )
 
 
 @router.get("/{key:path}", response_model_exclude_unset=True, responses=OPERATOR_RESPONSES)

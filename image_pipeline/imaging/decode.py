@@ -17,7 +17,7 @@ from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError, features
 
 from image_pipeline.errors import ImageRejected
 from image_pipeline.imaging import exif
-from image_pipeline.imaging.render import fit_within
+from image_pipeline.imaging.render import cover_size, fit_within
 from image_pipeline.models import DecodedImage, Size
 
 # Importing a plugin registers it: the accepted formats' plugins, and no others.
@@ -92,12 +92,14 @@ SWAPS_AXES = frozenset({5, 6, 7, 8})
 SRGB = ImageCms.createProfile("sRGB")
 
 
-def decode(data: bytes, *, max_file_bytes: int, max_pixels: int, largest_box: Size) -> DecodedImage:
+def decode(
+    data: bytes, *, max_file_bytes: int, max_pixels: int, largest_box: Size, cover: bool = False
+) -> DecodedImage:
     """Identify `data` by its signature, check the limits on the header, decode the first frame.
 
     Raises `ImageRejected` for anything wrong with the bytes; nothing else for bad input.
     `largest_box` bounds every thumbnail: JPEGs are decoded at a reduced scale that still
-    covers it after orientation.
+    fits it after orientation, or covers it when a thumbnail is cropped (`cover`).
     """
     check_file_size(len(data), max_file_bytes)
     _set_pillows_limit(max_pixels)
@@ -105,7 +107,7 @@ def decode(data: bytes, *, max_file_bytes: int, max_pixels: int, largest_box: Si
         _check_pixels(im.size, max_pixels)
         stored = (im.format or "", im.width, im.height, im.mode)
         if im.format in JPEG_FORMATS:  # a JPEG's EXIF is read with its header, before load
-            _draft(im, exif.orientation(im), largest_box)
+            _draft(im, exif.orientation(im), largest_box, cover)
         _load(im, max_pixels)
         # Other formats' EXIF only after load: PNG keeps eXIf after the pixel data and would
         # load (and raise for truncation) inside getexif, where it would pass as bad EXIF.
@@ -241,7 +243,7 @@ def _check_pixels(size: Size, max_pixels: int) -> None:
 # --- decoding ------------------------------------------------------------------------------
 
 
-def _draft(im: ImageFile.ImageFile, orientation: int, largest_box: Size) -> None:
+def _draft(im: ImageFile.ImageFile, orientation: int, largest_box: Size, cover: bool) -> None:
     """Let libjpeg decode at 1/2, 1/4 or 1/8 scale, never below the largest thumbnail.
 
     The thumbnail is fitted to the image as displayed, so for a 90-degree orientation the box
@@ -250,7 +252,7 @@ def _draft(im: ImageFile.ImageFile, orientation: int, largest_box: Size) -> None
     """
     swap = orientation in SWAPS_AXES
     shown = (im.height, im.width) if swap else im.size
-    needed = fit_within(shown, largest_box)
+    needed = (cover_size if cover else fit_within)(shown, largest_box)
     if needed != shown:
         im.draft(None, (needed[1], needed[0]) if swap else needed)
 

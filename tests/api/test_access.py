@@ -34,6 +34,7 @@ def routes(key: str) -> dict[str, tuple[str, str, int]]:
         "list": ("GET", "/images?status=COMPLETED&limit=1000", 200),
         "read": ("GET", f"/images/{key}", 200),
         "status": ("GET", f"/images/{key}/status", 200),
+        "similar": ("GET", f"/images/{key}/similar", 409),  # no dHash: past the key check
         "reprocess": ("POST", f"/images/{elsewhere}/reprocess", 404),  # past the key check
     }
 

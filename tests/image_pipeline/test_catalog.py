@@ -236,8 +236,8 @@ def test_limit_must_be_positive() -> None:
 
 def test_index_name_is_the_templates() -> None:
     table = template.resources_of(template.load_template(), ["AWS::DynamoDB::Table"])
-    [index] = next(iter(table.values()))["Properties"]["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == catalog.STATUS_INDEX
+    indexes = next(iter(table.values()))["Properties"]["GlobalSecondaryIndexes"]
+    [index] = [i for i in indexes if i["IndexName"] == catalog.STATUS_INDEX]
     assert [k["AttributeName"] for k in index["KeySchema"]] == [
         "overall_processing_status",
         "updated_at",
