@@ -160,8 +160,6 @@ class ImageWork:
     force: bool = False  # redo a version already COMPLETED (a backfill after a size change)
     image: DecodedImage | None = None
     thumbnails: tuple[Thumbnail, ...] = ()
-    # The smallest thumbnail's pixels, kept in memory for the placeholder step.
-    smallest_thumbnail: Image.Image | None = None
     placeholder: Placeholder | None = None
     fingerprint: Fingerprint | None = None
     metadata: dict[str, Any] | None = None

@@ -16,7 +16,6 @@ from image_pipeline.models import ImageWork
 from tasks.fingerprint import fingerprint
 from tasks.labels import detect_labels
 from tasks.metadata import extract_metadata
-from tasks.placeholder import make_placeholder
 from tasks.record import claim_record, store_record
 from tasks.thumbnails import make_thumbnails
 from tasks.validate import validate
@@ -41,7 +40,6 @@ STEPS: tuple[Step, ...] = (
     Step(claim_record),
     Step(validate, on_rejection={"validation_status": "INVALID"}),
     Step(make_thumbnails),
-    Step(make_placeholder),
     Step(fingerprint),
     Step(extract_metadata),
     Step(detect_labels),

@@ -1,4 +1,6 @@
-"""The thumbnails step: render every configured size and store it in S3."""
+"""The thumbnails step: render every configured size, store it in S3, and make the
+placeholder from the smallest (pixels already in memory: a task run of its own would cost
+the orchestration more than the hash)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from image_pipeline import thumbnails
+from image_pipeline.imaging.placeholder import placeholder
 from image_pipeline.models import ImageWork
 from tasks.policies import TRANSIENT_RETRIES
 
@@ -16,5 +19,5 @@ def make_thumbnails(work: ImageWork) -> ImageWork:
     made = thumbnails.make_and_keep_thumbnails(work.source, work.image, work.run_id)
     smallest = thumbnails.smallest([rendered for _, rendered in made])
     return work.having(
-        thumbnails=tuple(stored for stored, _ in made), smallest_thumbnail=smallest.pixels
+        thumbnails=tuple(stored for stored, _ in made), placeholder=placeholder(smallest.pixels)
     )

@@ -1,4 +1,5 @@
-"""The placeholder and fingerprint steps, walked with every other step as plain functions."""
+"""The placeholder (made by the thumbnails step) and the fingerprint step, walked with every
+other step as plain functions."""
 
 from __future__ import annotations
 

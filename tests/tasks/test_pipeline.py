@@ -9,18 +9,17 @@ from tasks.pipeline import STEPS, failure_fields
 from tasks.policies import retry_transient
 
 # The original state machine's order, with the claim before and the store after, and the
-# placeholder and the fingerprint (which `labels` reads) after the thumbnails.
+# fingerprint (which `labels` reads) after the thumbnails (which make the placeholder too).
 ORDER = [
     "claim-record",
     "validate",
     "thumbnails",
-    "placeholder",
     "fingerprint",
     "metadata",
     "labels",
     "store",
 ]
-# Steps that talk to AWS retry transient errors with backoff; placeholder and metadata have
+# Steps that talk to AWS retry transient errors with backoff; metadata has
 # no network (the fingerprint looks its digest up in DynamoDB).
 NETWORK_STEPS = {"claim-record", "validate", "thumbnails", "fingerprint", "labels", "store"}
 
