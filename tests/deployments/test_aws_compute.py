@@ -30,6 +30,7 @@ from cfnlint.decode import cfn_yaml
 
 from api.main import app
 from deployments.local.cloudformation import deploy_stack, describe_stack
+from deployments.local.stack import SERVER_TUNING
 from deployments.local.template import STACK_NAME, references
 from image_pipeline.aws import client
 from tests.deployments.test_aws_template import _WRITE_VERBS
@@ -221,6 +222,16 @@ def test_prefect_is_cloud_or_self_hosted_by_a_parameter(compute: dict[str, Any])
     for definition in _of_type(compute, "AWS::ECS::TaskDefinition").values():
         for container in definition["Properties"]["ContainerDefinitions"]:
             assert "PrefectCloudApiKey" not in json.dumps(container.get("Environment", []))
+
+
+def test_the_self_hosted_server_batches_its_writes_as_the_local_one(
+    compute: dict[str, Any],
+) -> None:
+    [server] = compute["Resources"]["PrefectServerTaskDefinition"]["Properties"][
+        "ContainerDefinitions"
+    ]
+    environment = {pair["Name"]: pair["Value"] for pair in server["Environment"]}
+    assert SERVER_TUNING.items() <= environment.items()
 
 
 # --- Least privilege ------------------------------------------------------------------
