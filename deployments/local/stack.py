@@ -14,6 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from prefect import get_client
+from prefect.exceptions import ObjectNotFound
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
 from deployments.local import postgres, processes
 from deployments.local.processes import REPO
 
@@ -243,8 +247,24 @@ def _provision(stack: Stack) -> None:
 
 def _deploy(stack: Stack) -> None:
     prefect = [sys.executable, "-m", "prefect"]
+    _drop_pool_of_another_type(stack)
     _run([*prefect, "work-pool", "create", WORK_POOL, "--type", WORKER_TYPE, "--overwrite"], stack)
     _run([*prefect, "--no-prompt", "deploy", "--all"], stack)
+
+
+def _drop_pool_of_another_type(stack: Stack) -> None:
+    """A pool's type cannot change, and a state folder from before the warm worker has a
+    `process` pool: delete it, so that it is made again and the deployments move to it."""
+    with (
+        temporary_settings({PREFECT_API_URL: f"{stack.prefect_url}/api"}),
+        get_client(sync_client=True) as client,
+    ):
+        try:
+            pool = client.read_work_pool(WORK_POOL)
+        except ObjectNotFound:
+            return
+        if pool.type != WORKER_TYPE:
+            client.delete_work_pool(WORK_POOL)
 
 
 def _run(args: list[str], stack: Stack) -> None:

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import urlparse
 
 import anyio
 import pytest
 from prefect import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.objects import FlowRun
+from prefect.exceptions import ObjectNotFound
 from prefect.plugins import load_prefect_collections
+from prefect.settings import get_current_settings
 from prefect.utilities.dispatch import lookup_type
 from prefect.workers.base import BaseWorker
 
+from deployments.local import stack
 from deployments.local.processes import REPO
 from deployments.worker import WarmProcessWorker
 
@@ -91,3 +96,35 @@ def test_a_run_that_kills_its_process_ends_crashed_and_its_hook_runs_in_the_work
 
     assert run.state.is_crashed(), run.state
     assert json.loads(report.read_text())["hook_pid"] == os.getpid()
+
+
+def test_the_local_stack_replaces_a_pool_of_another_type(tmp_path: Path) -> None:
+    """A state folder from before the warm worker has a `process` pool, whose type
+    cannot change: the stack deletes it so that it is made again as `warm-process`."""
+    port = urlparse(get_current_settings().api.url).port
+    assert port is not None
+    local = stack.Stack(
+        ports=dataclasses.replace(stack.Ports.free(), prefect=port),
+        state=tmp_path,
+        api_key="unused",
+        operator_key="unused",
+    )
+
+    async def pool_type() -> str | None:
+        async with get_client() as client:
+            try:
+                return (await client.read_work_pool(stack.WORK_POOL)).type
+            except ObjectNotFound:
+                return None
+
+    async def create(kind: str) -> None:
+        async with get_client() as client:
+            await client.create_work_pool(WorkPoolCreate(name=stack.WORK_POOL, type=kind))
+
+    anyio.run(create, "process")
+    stack._drop_pool_of_another_type(local)
+    assert anyio.run(pool_type) is None
+
+    anyio.run(create, stack.WORKER_TYPE)
+    stack._drop_pool_of_another_type(local)
+    assert anyio.run(pool_type) == stack.WORKER_TYPE
