@@ -115,7 +115,7 @@ def decode(data: bytes, *, max_file_bytes: int, max_pixels: int, largest_box: Si
         frame_count = _frame_count(im)
     pixels.info = {}  # metadata stays here, in `exif_data`; nothing rides along into thumbnails
     fmt, width, height, mode = stored
-    return DecodedImage(fmt, width, height, mode, frame_count, pixels, exif_data)
+    return DecodedImage(fmt, width, height, mode, frame_count, pixels, exif_data, orientation)
 
 
 # --- identification and limits -----------------------------------------------------------
