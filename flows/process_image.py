@@ -30,20 +30,24 @@ from tasks.source import describe_source
     on_crashed=[record_crash],
     persist_result=False,
 )
-async def process_image(bucket: str, key: str, etag: str | None = None) -> dict[str, Any]:
+async def process_image(
+    bucket: str, key: str, etag: str | None = None, force: bool = False
+) -> dict[str, Any]:
     """Process s3://`bucket`/`key`; `etag` names the version the triggering event saw.
+    `force` redoes a version already COMPLETED (reprocess with `?force=true`).
 
     Async only so that Prefect does not join a sync flow's heartbeat thread at the end;
     the tasks are plain functions, called one after another. Sync tasks in an async flow
     would each open a Prefect client of their own, so they share one.
     """
     with SyncClientContext.get_or_create():
-        return _run_steps(bucket, key, etag)
+        return _run_steps(bucket, key, etag, force)
 
 
-def _run_steps(bucket: str, key: str, etag: str | None) -> dict[str, Any]:
+def _run_steps(bucket: str, key: str, etag: str | None, force: bool) -> dict[str, Any]:
     try:
-        work = ImageWork(source=describe_source(bucket, key, etag), run_id=flow_run.get_id())
+        source = describe_source(bucket, key, etag)
+        work = ImageWork(source=source, run_id=flow_run.get_id(), force=force)
         for step in STEPS:
             work = step.task(work)
             if is_done(work):

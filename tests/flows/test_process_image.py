@@ -173,6 +173,24 @@ def test_second_run_for_the_same_version_does_nothing(upload, notifications) -> 
     assert len(notifications()) == 1
 
 
+def test_force_redoes_a_completed_version(upload, notifications, configure) -> None:
+    key = unique_key("photo.jpg")
+    _, first = run(key, SAMPLES["photo.jpg"], upload)
+    configure(thumbnail_sizes="50x50")  # why one forces: the sizes changed
+
+    state = run_process_image(
+        get_settings().uploads_bucket, key, first["etag"], force=True, return_state=True
+    )
+    second = read_item(key)
+
+    assert state.is_completed()
+    assert second["attempts"] == first["attempts"] + 1
+    assert second["flow_run_id"] != first["flow_run_id"]
+    assert sorted(second["thumbnails"]) == ["50x50"]
+    assert second["created_at"] == first["created_at"]
+    assert len(notifications()) == 2  # one per run that did the work
+
+
 def test_reupload_reprocesses_and_keeps_created_at(upload) -> None:
     key = unique_key("photo.jpg")
     _, first = run(key, SAMPLES["photo.jpg"], upload)
