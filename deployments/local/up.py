@@ -1,9 +1,11 @@
 """`make up`: the whole local stack on 127.0.0.1, the sample images through it.
 
 Starts MiniStack, the Prefect server, a worker and the API; provisions the AWS
-resources and deploys the flows; uploads the sample images to S3 exactly as a user
-would, waits until each has its final status, prints a table and the URLs, and keeps
-running until Ctrl-C (or `make down`), which stops everything cleanly.
+resources and deploys the flows, a line at the start and end of each phase; uploads the
+sample images to S3 exactly as a user would (only those not already there and
+processed: a restart is quiet), waits until each has the final status of its version,
+prints a table and the URLs, and keeps running until Ctrl-C (or `make down`), which
+stops everything cleanly.
 """
 
 from __future__ import annotations

@@ -85,6 +85,10 @@ def test_rotated_phone_photo_comes_out_upright(upload) -> None:
     assert image.height > image.width  # stored 1600x1200 landscape with orientation 6
     assert item["extracted_metadata"]["width_pixels"] == 1600
     assert item["extracted_metadata"]["exif"]["orientation"] == 6
+    # The size as shown, beside the stored one: portrait, like the thumbnail.
+    metadata = item["extracted_metadata"]
+    assert (metadata["display_width"], metadata["display_height"]) == (1200, 1600)
+    assert image.size == (360, 480)  # 1200x1600 fitted in 640x480
 
 
 GEOTAGGED = images.jpeg((320, 240), gps=(-33.8568, 151.2153), altitude=5.0, make="Apple")
