@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from image_pipeline.aws import client
+from image_pipeline.aws import presigned_get_url
 from image_pipeline.outcomes import Summary
 from image_pipeline.settings import get_settings
 
@@ -23,11 +23,7 @@ def thumbnail_link(uri: str) -> str:
     if settings.aws_endpoint_url:
         # A key may hold spaces, `#`, `?` or `)`: raw, they would end or bend the link.
         return f"{settings.aws_endpoint_url.rstrip('/')}/{bucket}/{quote(key, safe='/')}"
-    return client("s3").generate_presigned_url(
-        "get_object",
-        Params={"Bucket": bucket, "Key": key},
-        ExpiresIn=settings.report_link_seconds,
-    )
+    return presigned_get_url(bucket, key, settings.report_link_seconds)
 
 
 def links_note() -> str:
