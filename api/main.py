@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api.batching import Batcher
+from api.docs import install_docs
 from api.errors import install_error_handlers
 from api.prefect_events import ANSWER_SECONDS, TIMEOUT
 from api.routes import events, health, images
@@ -35,6 +36,9 @@ def create_app() -> FastAPI:
         title="Image pipeline API",
         summary="Status of processed images, and the EventBridge webhook that starts runs.",
         lifespan=lifespan,
+        # Served by install_docs from local files: FastAPI's own pages load a CDN's.
+        docs_url=None,
+        redoc_url=None,
     )
     # Middleware is fixed when the app is built: a change of origins needs a restart.
     app.add_middleware(
@@ -44,6 +48,7 @@ def create_app() -> FastAPI:
         allow_headers=["*"],
     )
     install_error_handlers(app)
+    install_docs(app)
     app.include_router(health.router)
     app.include_router(events.router)
     app.include_router(images.router)

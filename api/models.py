@@ -63,6 +63,12 @@ class ExtractedMetadata(BaseModel):
     format: str | None = Field(None, examples=["JPEG"])
     width_pixels: int | None = None
     height_pixels: int | None = None
+    display_width: int | None = Field(
+        None, description="Width as shown, after EXIF orientation (`width_pixels` is as stored)."
+    )
+    display_height: int | None = Field(
+        None, description="Height as shown, after EXIF orientation (`height_pixels` is as stored)."
+    )
     mode: str | None = Field(None, examples=["RGB"])
     is_animated: bool | None = None
     frame_count: int | None = None

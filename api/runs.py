@@ -30,8 +30,9 @@ class RunInTheWay(Exception):
         self.run = run
 
 
-def start_process_image(source: SourceObject) -> RunRef:
+def start_process_image(source: SourceObject, *, force: bool = False) -> RunRef:
     """Create a process-image run for this version of the object, unless one is unfinished.
+    With `force`, the run redoes the version even when it is already COMPLETED.
 
     Raises `RunInTheWay` with that run, or `PrefectUnavailable`.
     """
@@ -46,9 +47,10 @@ def start_process_image(source: SourceObject) -> RunRef:
                 if run := unfinished_runs(client, {source.key}).get(source.key):
                     raise RunInTheWay(run)
                 deployment = client.read_deployment_by_name(PROCESS_IMAGE_DEPLOYMENT)
+                parameters = {"bucket": source.bucket, "key": source.key, "etag": source.etag}
                 created = client.create_flow_run_from_deployment(
                     deployment.id,
-                    parameters={"bucket": source.bucket, "key": source.key, "etag": source.etag},
+                    parameters=parameters | ({"force": True} if force else {}),
                     name=source.key,
                     tags=["reprocess"],
                 )

@@ -121,7 +121,7 @@ def designs() -> dict[str, Callable[[list[SourceObject]], Any]]:
 
     def walk(work: ImageWork, inline: bool) -> ImageWork:
         for step in STEPS:
-            work = step.task.fn(work) if inline else step.task(work)
+            work = step.run(work, inline=inline)
             if is_done(work):
                 break
         return work

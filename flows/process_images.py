@@ -21,7 +21,7 @@ from image_pipeline.models import Upload
 from image_pipeline.outcomes import Summary
 from image_pipeline.settings import get_settings
 from tasks.batch import FAILED, process_upload
-from tasks.summary import publish_summary
+from tasks.summary import publish_batch_report, publish_summary
 
 
 def batch_name() -> str:
@@ -55,6 +55,8 @@ def process_images(images: list[Upload]) -> Summary | State:
     )
     summary = Summary(subject=f"{len(images)} upload(s)", outcomes=futures.result())
     publish_summary(summary, "process-images")
-    if failed := summary.keys_with(FAILED):
-        return Failed(message=f"{len(failed)} of {len(images)} image(s) failed.", data=summary)
+    publish_batch_report(summary)
+    if summary.keys_with(FAILED):
+        # One line, no traceback: a rejected upload is an expected outcome.
+        return Failed(message=summary.failure_line(FAILED), data=summary)
     return summary

@@ -157,7 +157,25 @@ def forget_clients() -> None:
     """Drop the cached session and clients (after the settings changed)."""
     with _BUILDING:
         _cached_client.cache_clear()
+        _presigning_s3.cache_clear()
         session_and_client_kwargs.cache_clear()
+
+
+def presigned_get_url(bucket: str, key: str, expires_in: int) -> str:
+    """A URL that lets anyone GET the object for `expires_in` seconds, signed with SigV4:
+    S3 refuses the older Signature Version 2 for buckets created since mid-2020."""
+    with _BUILDING:
+        s3 = _presigning_s3()
+    return s3.generate_presigned_url(
+        "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_in
+    )
+
+
+@lru_cache
+def _presigning_s3() -> Any:
+    session, kwargs = session_and_client_kwargs()
+    config = kwargs["config"].merge(Config(signature_version="s3v4"))
+    return session.client("s3", **{**kwargs, "config": config})
 
 
 @lru_cache

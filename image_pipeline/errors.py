@@ -37,6 +37,11 @@ class ImageRejected(Exception):
         self.error_type = error_type
         self.message = message
 
+    @property
+    def summary(self) -> str:
+        """One line naming the type and the reason: `NotAnImage: The file is not ...`."""
+        return f"{self.error_type}: {self.message}"
+
 
 class Superseded(Exception):
     """The object changed (re-uploaded or deleted) since the event this run is about."""

@@ -63,8 +63,9 @@ class SourceObject(BaseModel):
 class DecodedImage:
     """A validated image: its header facts and its pixels, ready for thumbnails.
 
-    `width`, `height` and `mode` describe the file as stored. `pixels` is the first
-    frame with the EXIF orientation applied, in RGB, RGBA, L or LA, possibly decoded
+    `width`, `height` and `mode` describe the file as stored; `orientation` is its EXIF
+    orientation (1-8, 1 when none), and `display_size` the size it is shown at. `pixels` is
+    the first frame with the EXIF orientation applied, in RGB, RGBA, L or LA, possibly decoded
     at a reduced scale (never smaller than the largest thumbnail needs).
     """
 
@@ -75,6 +76,13 @@ class DecodedImage:
     frame_count: int
     pixels: Image.Image
     exif: dict[str, Any] = field(default_factory=dict)
+    orientation: int = 1
+
+    @property
+    def display_size(self) -> Size:
+        """Width and height after EXIF orientation: orientations 5-8 turn it a quarter."""
+        turned = self.orientation in (5, 6, 7, 8)
+        return (self.height, self.width) if turned else (self.width, self.height)
 
     @property
     def is_animated(self) -> bool:

@@ -25,7 +25,9 @@ class Outcome(BaseModel):
     key: str
     action: str  # "COMPLETED", "started", "marked FAILED", "skipped: already running", ...
     error_type: str | None = None
+    reason: str | None = None  # the failure's sentence, as the item has it
     failed_step: str | None = None
+    thumbnail: str | None = None  # a processed image's smallest thumbnail (s3:// URI)
     flow_run: RunRef | None = None
 
     def row(self) -> dict[str, str]:
@@ -35,6 +37,7 @@ class Outcome(BaseModel):
             "key": self.key,
             "action": self.action,
             "error type": self.error_type or "",
+            "reason": self.reason or "",
             "failed step": self.failed_step or "",
             "flow run": f"{run.name} ({run.id})" if run else "",
             "flow run state": run.state if run else "",
@@ -48,6 +51,17 @@ class Summary(BaseModel):
 
     def keys_with(self, action: str) -> list[str]:
         return [o.key for o in self.outcomes if o.action == action]
+
+    def failure_line(self, action: str) -> str:
+        """One line for the run's Failed state: the failed image's type and reason, or for
+        several, how many of each type."""
+        failed = [o for o in self.outcomes if o.action == action]
+        head = f"{len(failed)} of {len(self.outcomes)} image(s) failed"
+        if len(failed) == 1:
+            [one] = failed
+            return f"{head}: {one.key}: {one.error_type}: {one.reason}"
+        kinds = Counter(o.error_type for o in failed)
+        return f"{head}: " + ", ".join(f"{kind} ({n})" for kind, n in kinds.items())
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(o.action for o in self.outcomes))

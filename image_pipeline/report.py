@@ -1,37 +1,71 @@
-"""The run's artifact: the result at a glance in the Prefect UI."""
+"""The run's artifact: the result at a glance in the Prefect UI, for successes and failures.
+
+A success shows its smallest thumbnail inline. The UI's browser fetches it, so the link
+must work without AWS credentials: locally the emulator serves the object over plain HTTP;
+on AWS the link is a presigned URL, which works until it expires, and the report says when.
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+from image_pipeline.aws import presigned_get_url
+from image_pipeline.outcomes import Summary
 from image_pipeline.settings import get_settings
 
 
 def thumbnail_link(uri: str) -> str:
-    """An s3:// URI as a link a browser can follow (the emulator serves objects over HTTP)."""
-    endpoint = get_settings().aws_endpoint_url
+    """An s3:// URI as a link a browser can follow: the emulator's URL, or a presigned one."""
+    settings = get_settings()
     bucket, _, key = uri.removeprefix("s3://").partition("/")
-    # A key may hold spaces, `#`, `?` or `)`: raw, they would end or bend the Markdown link.
-    path = quote(key, safe="/")
-    if endpoint:
-        return f"{endpoint.rstrip('/')}/{bucket}/{path}"
-    return f"https://{bucket}.s3.amazonaws.com/{path}"
+    if settings.aws_endpoint_url:
+        # A key may hold spaces, `#`, `?` or `)`: raw, they would end or bend the link.
+        return f"{settings.aws_endpoint_url.rstrip('/')}/{bucket}/{quote(key, safe='/')}"
+    return presigned_get_url(bucket, key, settings.report_link_seconds)
+
+
+def links_note() -> str:
+    """What the reader needs to know about the links: when they stop working, if ever."""
+    settings = get_settings()
+    if settings.aws_endpoint_url:
+        return "Links point at the local emulator."
+    expiry = datetime.now(UTC) + timedelta(seconds=settings.report_link_seconds)
+    hours = settings.report_link_seconds / 3600
+    return (
+        f"Links are presigned S3 URLs, valid for {hours:g} h "
+        f"(until {expiry.isoformat(timespec='minutes')})."
+    )
+
+
+def smallest_thumbnail(thumbnails: dict[str, str]) -> str | None:
+    """The URI of the smallest box (`100x100` before `640x480`): the one to show inline."""
+
+    def area(label: str) -> int:
+        width, _, height = label.partition("x")
+        return int(width) * int(height) if width.isdigit() and height.isdigit() else 0
+
+    return thumbnails[min(thumbnails, key=area)] if thumbnails else None
 
 
 def render(item: dict[str, Any]) -> str:
+    """A processed image: its thumbnail inline, its fields, its thumbnails and labels."""
     metadata = dict(item.get("extracted_metadata", {}))
     labels = metadata.pop("rekognition_labels", [])
     exif = metadata.pop("exif", {}) or {}
+    thumbnails = item.get("thumbnails", {})
+    lines = [f"# `{item['ImageKey']}`", ""]
+    if small := smallest_thumbnail(thumbnails):
+        lines += [f"![{_alt(item['ImageKey'])}]({thumbnail_link(small)})", ""]
     rows = [("Status", item["overall_processing_status"]), ("ETag", item.get("etag", ""))]
     rows += [(name, value) for name, value in {**metadata, **exif}.items()]
-    lines = [f"# `{item['ImageKey']}`", "", "| field | value |", "|---|---|"]
+    lines += ["| field | value |", "|---|---|"]
     lines += [f"| {name} | {_cell(value)} |" for name, value in rows]
     lines += ["", "## Thumbnails", ""]
-    lines += [
-        f"- [{size}]({thumbnail_link(uri)}) `{uri}`"
-        for size, uri in item.get("thumbnails", {}).items()
-    ]
+    lines += [f"- [{size}]({thumbnail_link(uri)}) `{uri}`" for size, uri in thumbnails.items()]
+    if thumbnails:
+        lines += ["", links_note()]
     lines += ["", "## Placeholder and duplicates", ""]
     lines += _media_lines(item)
     lines += ["", "## Labels", ""]
@@ -56,6 +90,50 @@ def _media_lines(item: dict[str, Any]) -> list[str]:
     if item.get("dhash") and not item.get("duplicate_of"):
         lines.append("- Duplicate of: none (no earlier image has the same pixels)")
     return lines or ["Not recorded."]
+
+
+def render_failure(
+    key: str, etag: str | None, *, error_type: str, reason: str, failed_step: str
+) -> str:
+    """A failed image: why, and at which step (the reason is the item's, safe to show)."""
+    rows = [
+        ("Status", "FAILED"),
+        ("ETag", etag or ""),
+        ("Failed step", failed_step),
+        ("Error type", error_type),
+        ("Reason", reason),
+    ]
+    lines = [f"# `{key}`", "", "| field | value |", "|---|---|"]
+    lines += [f"| {name} | {_cell(value)} |" for name, value in rows]
+    return "\n".join(lines) + "\n"
+
+
+def render_outcome(key: str, outcome: str, reason: str) -> str:
+    """A run with nothing to do (the version was superseded): what it found."""
+    return f"# `{key}`\n\n{outcome}: {_cell(reason)}\n"
+
+
+def render_batch(summary: Summary) -> str:
+    """A batch: one row per image, the thumbnail of each success inline, each failure's
+    reason and step."""
+    lines = [summary.headline(), "", "| image | result | thumbnail or reason | step |"]
+    lines.append("|---|---|---|---|")
+    for outcome in summary.outcomes:
+        if outcome.thumbnail:
+            shown = f"![{_alt(outcome.key)}]({thumbnail_link(outcome.thumbnail)})"
+        else:
+            reason = f"{outcome.error_type}: {outcome.reason}" if outcome.error_type else ""
+            shown = _cell(reason or outcome.reason or "")
+        step = outcome.failed_step or ""
+        lines.append(f"| `{_cell(outcome.key)}` | {outcome.action} | {shown} | {step} |")
+    if any(outcome.thumbnail for outcome in summary.outcomes):
+        lines += ["", links_note()]
+    return "\n".join(lines) + "\n"
+
+
+def _alt(key: str) -> str:
+    # Alt text ends at `]`: keep the key readable and the image syntax whole.
+    return _cell(key).replace("[", "(").replace("]", ")")
 
 
 def _cell(value: object) -> str:

@@ -91,6 +91,15 @@ class Settings(BaseSettings):
     )
     jpeg_quality: int = Field(85, ge=1, le=95, description="Quality of JPEG thumbnails.")
 
+    # --- Reports ----------------------------------------------------------------------
+    report_link_seconds: int = Field(
+        7 * 24 * 3600,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="How long the thumbnail links of a run's report work on AWS: presigned "
+        "URLs, at most 7 days (SigV4's limit). With an emulator endpoint, plain links.",
+    )
+
     # --- Labels (Rekognition) --------------------------------------------------------
     labels: Literal["auto", "rekognition", "off"] = Field(
         "auto",

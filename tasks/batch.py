@@ -18,6 +18,7 @@ from image_pipeline.aws import is_transient
 from image_pipeline.errors import Superseded, describe_error, log_error, run_logger
 from image_pipeline.models import ImageWork, SourceObject
 from image_pipeline.outcomes import Outcome
+from image_pipeline.report import smallest_thumbnail
 from tasks.pipeline import STEPS, Step, is_done
 from tasks.policies import TRANSIENT_RETRIES
 from tasks.source import describe_source
@@ -36,7 +37,7 @@ def process_one(work: ImageWork, *, inline: bool) -> Outcome:
     key = work.source.key
     for step in STEPS:
         try:
-            work = step.task.fn(work) if inline else step.task(work)
+            work = step.run(work, inline=inline)
         except Superseded as exc:
             run_logger(__name__).info("%s: nothing to do: %s", key, exc)
             return Outcome(key=key, action=SUPERSEDED)
@@ -45,7 +46,12 @@ def process_one(work: ImageWork, *, inline: bool) -> Outcome:
                 raise
             return _record_failure(work, step, exc)
         if is_done(work):
-            return Outcome(key=key, action=COMPLETED if step is STEPS[-1] else ALREADY_DONE)
+            assert work.item is not None
+            return Outcome(
+                key=key,
+                action=COMPLETED if step is STEPS[-1] else ALREADY_DONE,
+                thumbnail=smallest_thumbnail(work.item.get("thumbnails", {})),
+            )
     raise AssertionError("the last step stores the item")
 
 
@@ -70,7 +76,9 @@ def _fail(
         failed_step=step.name,
         failure_fields=step.failure_fields(exc),
     )
-    return Outcome(key=key, action=FAILED, error_type=error_type, failed_step=step.name)
+    return Outcome(
+        key=key, action=FAILED, error_type=error_type, reason=message, failed_step=step.name
+    )
 
 
 @task(

@@ -16,6 +16,7 @@ from image_pipeline.models import ImageWork
 from tasks.fingerprint import fingerprint
 from tasks.labels import detect_labels
 from tasks.metadata import extract_metadata
+from tasks.policies import raise_rejection
 from tasks.record import claim_record, store_record
 from tasks.thumbnails import make_thumbnails
 from tasks.validate import validate
@@ -31,6 +32,11 @@ class Step:
     def name(self) -> str:
         """The task's name: its task runs are named after it, and `failed_step` records it."""
         return str(self.task.name)
+
+    def run(self, work: ImageWork, *, inline: bool = False) -> ImageWork:
+        """The step as a task run (or, `inline`, as a plain function): its product, or its
+        error raised, including a rejection the step returned as a Failed state."""
+        return raise_rejection(self.task.fn(work) if inline else self.task(work))
 
     def failure_fields(self, error: BaseException | None) -> dict[str, str]:
         return dict(self.on_rejection) if isinstance(error, ImageRejected) else {}

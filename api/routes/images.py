@@ -196,23 +196,31 @@ def read_image(key: str) -> Item:
     },
 )
 def reprocess_image(
-    _: OperatorKey, key: str, settings: SettingsDep
+    _: OperatorKey,
+    key: str,
+    settings: SettingsDep,
+    force: Annotated[
+        bool,
+        Query(description="Redo the image even when this version is already COMPLETED."),
+    ] = False,
 ) -> ReprocessStarted | JSONResponse:
     """Start a process-image run for the object as it is now (operator).
 
     The run processes the object's current version; `attempts` goes up and `created_at`
-    stays. Refused with 409 while a process-image run for this key is scheduled, pending,
-    running, paused or cancelling.
+    stays. A version already COMPLETED is found done and left as it is, unless `force=true`
+    (after a change of thumbnail sizes, say): then it is processed again. Refused with 409
+    while a process-image run for this key is scheduled, pending, running, paused or
+    cancelling.
     """
     source = current_object(settings, key)
     try:
-        run = start_process_image(source)
+        run = start_process_image(source, force=force)
     except RunInTheWay as exc:
         return _conflict(key, exc)
     except PrefectUnavailable as exc:
         logger.warning("Reprocess of %r: Prefect did not take the run: %s", key, exc)
         raise ApiError(status.HTTP_503_SERVICE_UNAVAILABLE, PREFECT_UNAVAILABLE) from exc
-    logger.info("Reprocess of %r: started flow run %s.", key, run.id)
+    logger.info("Reprocess of %r: started flow run %s (force=%s).", key, run.id, force)
     return ReprocessStarted(
         flow_run_id=run.id, ui_url=ui_url(run.id), bucket=source.bucket, key=key, etag=source.etag
     )

@@ -19,6 +19,7 @@ from prefect.exceptions import ObjectNotFound
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from deployments.local import postgres, processes
+from deployments.local.phase import Say, phase
 from deployments.local.processes import REPO
 
 WORK_POOL = "image-pipeline"
@@ -173,8 +174,13 @@ class Running:
 
 
 @contextlib.contextmanager
-def running(stack: Stack, *, worker_limit: int = 4, persist: bool = False) -> Iterator[Running]:
-    """Start the whole stack, provision and deploy; stop everything on exit."""
+def running(
+    stack: Stack, *, worker_limit: int = 4, persist: bool = False, say: Say | None = None
+) -> Iterator[Running]:
+    """Start the whole stack, provision and deploy; stop everything on exit.
+
+    `say` gets a line as each phase starts and one as it ends, with its time (`make up`).
+    """
     for port, what in [
         (stack.ports.ministack, "MiniStack"),
         (stack.ports.prefect, "the Prefect server"),
@@ -184,26 +190,33 @@ def running(stack: Stack, *, worker_limit: int = 4, persist: bool = False) -> It
     ]:
         processes.check_port_free(port, what)
     with contextlib.ExitStack() as services:
-        services.enter_context(
-            processes.ministack(
-                stack.ports.ministack,
-                log_path=stack.log("ministack"),
-                state_dir=stack.state / "ministack" if persist else None,
+        with phase("start MiniStack (AWS emulator)", say):
+            services.enter_context(
+                processes.ministack(
+                    stack.ports.ministack,
+                    log_path=stack.log("ministack"),
+                    state_dir=stack.state / "ministack" if persist else None,
+                )
             )
-        )
-        database = services.enter_context(
-            postgres.postgres(
-                stack.ports.postgres,
-                state=stack.state,
-                log_path=stack.log("postgres"),
-                persist=persist,
+        with phase("start PostgreSQL", say):
+            database = services.enter_context(
+                postgres.postgres(
+                    stack.ports.postgres,
+                    state=stack.state,
+                    log_path=stack.log("postgres"),
+                    persist=persist,
+                )
             )
-        )
-        prefect_server = services.enter_context(_prefect_server(stack, database))
-        _provision(stack)
-        _deploy(stack)
-        worker = services.enter_context(_worker(stack, worker_limit))
-        api = services.enter_context(_api(stack))
+        with phase("start the Prefect server", say):
+            prefect_server = services.enter_context(_prefect_server(stack, database))
+        with phase("provision the AWS resources", say):
+            _provision(stack)
+        with phase("deploy the flows", say):
+            _deploy(stack)
+        with phase("start the worker", say):
+            worker = services.enter_context(_worker(stack, worker_limit))
+        with phase("start the API", say):
+            api = services.enter_context(_api(stack))
         yield Running(stack, prefect_server, worker, api)
 
 

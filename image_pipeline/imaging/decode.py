@@ -117,7 +117,7 @@ def decode(
         frame_count = _frame_count(im)
     pixels.info = {}  # metadata stays here, in `exif_data`; nothing rides along into thumbnails
     fmt, width, height, mode = stored
-    return DecodedImage(fmt, width, height, mode, frame_count, pixels, exif_data)
+    return DecodedImage(fmt, width, height, mode, frame_count, pixels, exif_data, orientation)
 
 
 # --- identification and limits -----------------------------------------------------------

@@ -211,6 +211,10 @@ def test_openapi_describes_the_page_and_the_record(api: str) -> None:
     assert {"type": "string", "format": "date-time"} in properties["updated_at_iso"]["anyOf"]
     statuses = next(s for s in properties["overall_processing_status"]["anyOf"] if "enum" in s)
     assert statuses["enum"] == ["PROCESSING", "COMPLETED", "FAILED"]
+    metadata = schemas["ExtractedMetadata"]["properties"]
+    for size in ("display_width", "display_height"):
+        assert {"type": "integer"} in metadata[size]["anyOf"]
+        assert "EXIF orientation" in metadata[size]["description"]
     for path in ("/images/uploads/{filename}/status", "/images/{key}/status", "/images/{key}"):
         content = spec["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]
         assert content["schema"] == {"$ref": "#/components/schemas/ImageRecord"}

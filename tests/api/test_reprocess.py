@@ -179,6 +179,41 @@ def test_starts_a_run_for_the_current_object(
     assert "reprocess" in run.tags
 
 
+def test_force_starts_a_run_that_redoes_a_completed_image(
+    api: str, operator_key: str, deployment: UUID, key: str
+) -> None:
+    etag = upload(key)
+    put_item(key, overall_processing_status="COMPLETED", etag=etag, attempts=1)
+
+    response = httpx.post(
+        f"{api}/images/{quote(key, safe='/')}/reprocess?force=true",
+        headers=bearer(operator_key),
+        timeout=30,
+    )
+
+    assert response.status_code == 202, response.text
+    [run] = runs_of(deployment, key)
+    assert response.json()["flow_run_id"] == str(run.id)
+    bucket = get_settings().uploads_bucket
+    assert run.parameters == {"bucket": bucket, "key": key, "etag": etag, "force": True}
+    # Forced or not, one run at a time.
+    again = httpx.post(
+        f"{api}/images/{quote(key, safe='/')}/reprocess?force=true",
+        headers=bearer(operator_key),
+        timeout=30,
+    )
+    assert again.status_code == 409
+
+
+def test_force_needs_the_operator_key(
+    api: str, operator_key: str, deployment: UUID, key: str
+) -> None:
+    upload(key)
+    response = httpx.post(f"{api}/images/{quote(key, safe='/')}/reprocess?force=true")
+    assert response.status_code == 401
+    assert runs_of(deployment, key) == []
+
+
 def test_an_object_without_a_record_under_the_prefix_is_started(
     api: str, operator_key: str, deployment: UUID, key: str
 ) -> None:

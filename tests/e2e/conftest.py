@@ -33,6 +33,9 @@ def rekognition() -> Iterator[FakeRekognition]:
         yield fake
 
 
+# What the stack said as it started: a line at the start and at the end of each phase.
+START_LINES: list[str] = []
+
 # A key with this in it kills the flow-run process that validates it.
 CRASH_MARKER = "crash-the-process"
 
@@ -57,7 +60,7 @@ def services(
         ),
     )
     try:
-        with stack.running(the_stack, worker_limit=4) as running:
+        with stack.running(the_stack, worker_limit=4, say=START_LINES.append) as running:
             yield running
     finally:
         _print_logs(state)

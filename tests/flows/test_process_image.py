@@ -85,6 +85,10 @@ def test_rotated_phone_photo_comes_out_upright(upload) -> None:
     assert image.height > image.width  # stored 1600x1200 landscape with orientation 6
     assert item["extracted_metadata"]["width_pixels"] == 1600
     assert item["extracted_metadata"]["exif"]["orientation"] == 6
+    # The size as shown, beside the stored one: portrait, like the thumbnail.
+    metadata = item["extracted_metadata"]
+    assert (metadata["display_width"], metadata["display_height"]) == (1200, 1600)
+    assert image.size == (360, 480)  # 1200x1600 fitted in 640x480
 
 
 GEOTAGGED = images.jpeg((320, 240), gps=(-33.8568, 151.2153), altitude=5.0, make="Apple")
@@ -171,6 +175,24 @@ def test_second_run_for_the_same_version_does_nothing(upload, notifications) -> 
     assert second_state.is_completed()
     assert second == first  # not even updated_at moved
     assert len(notifications()) == 1
+
+
+def test_force_redoes_a_completed_version(upload, notifications, configure) -> None:
+    key = unique_key("photo.jpg")
+    _, first = run(key, SAMPLES["photo.jpg"], upload)
+    configure(thumbnail_sizes="50x50")  # why one forces: the sizes changed
+
+    state = run_process_image(
+        get_settings().uploads_bucket, key, first["etag"], force=True, return_state=True
+    )
+    second = read_item(key)
+
+    assert state.is_completed()
+    assert second["attempts"] == first["attempts"] + 1
+    assert second["flow_run_id"] != first["flow_run_id"]
+    assert sorted(second["thumbnails"]) == ["50x50"]
+    assert second["created_at"] == first["created_at"]
+    assert len(notifications()) == 2  # one per run that did the work
 
 
 def test_reupload_reprocesses_and_keeps_created_at(upload) -> None:

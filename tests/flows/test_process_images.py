@@ -54,7 +54,7 @@ def test_each_image_of_a_batch_ends_with_its_own_record_and_notice(
     run_id = str(state.state_details.flow_run_id)
 
     # Failed, so that the UI offers Retry for the image that failed.
-    assert state.is_failed() and state.message == "1 of 3 image(s) failed."
+    assert state.is_failed()
     assert {o.key: o.action for o in summary.outcomes} == {
         images_[0]["key"]: "COMPLETED",
         images_[1]["key"]: "COMPLETED",
@@ -68,6 +68,9 @@ def test_each_image_of_a_batch_ends_with_its_own_record_and_notice(
     ]
     assert {item["flow_run_id"] for item in items} == {run_id}
     assert (items[2]["error_type"], items[2]["failed_step"]) == ("NotAnImage", "validate")
+    # The run's state names the failure in one line: its key, type and reason.
+    failed_key, reason = images_[2]["key"], items[2]["error_message"]
+    assert state.message == f"1 of 3 image(s) failed: {failed_key}: NotAnImage: {reason}"
     assert items[2]["validation_status"] == "INVALID"
     received = notifications()
     statuses = [

@@ -50,6 +50,8 @@ def test_a_phone_photo() -> None:
         "format": "JPEG",
         "width_pixels": 1600,  # as stored, before orientation
         "height_pixels": 1200,
+        "display_width": 1200,  # shown upright: orientation 6 turns it a quarter
+        "display_height": 1600,
         "mode": "RGB",
         "is_animated": False,
         "frame_count": 1,
@@ -104,6 +106,24 @@ def test_heic_and_a_key_without_folders() -> None:
     assert metadata["filename"] == "x.heic"
     assert metadata["format"] == "HEIF"
     assert (metadata["width_pixels"], metadata["height_pixels"]) == (64, 48)
+    assert (metadata["display_width"], metadata["display_height"]) == (64, 48)
+
+
+@pytest.mark.parametrize(
+    ("orientation", "display"),
+    [(1, (300, 200)), (3, (300, 200)), (5, (200, 300)), (6, (200, 300)), (8, (200, 300))],
+)
+def test_display_dimensions_follow_the_orientation_and_match_the_thumbnail(
+    orientation: int, display: tuple[int, int]
+) -> None:
+    data = images.jpeg((300, 200), exif_orientation=orientation)
+    image = decoded(data)
+
+    metadata = describe(source("uploads/o.jpg", len(data)), image)
+
+    assert (metadata["width_pixels"], metadata["height_pixels"]) == (300, 200)
+    assert (metadata["display_width"], metadata["display_height"]) == display
+    assert image.pixels.size == display  # the upright pixels the thumbnails are made from
 
 
 def test_the_size_is_the_objects_size() -> None:

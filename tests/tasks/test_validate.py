@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from prefect.states import State
 
-from image_pipeline.errors import ImageRejected
+from image_pipeline.aws import client
+from image_pipeline.errors import ImageRejected, Superseded
+from tasks.policies import raise_rejection
 from tasks.validate import validate
 from tests import images
 from tests.tasks.conftest import MakeWork
@@ -16,6 +19,18 @@ def test_validate_adds_the_decoded_image(work_for: MakeWork) -> None:
 
 
 def test_validate_rejects_what_is_no_image(work_for: MakeWork) -> None:
+    # Returned as a Failed state, so Prefect logs a reason, not a traceback.
+    state = validate.fn(work_for(b"hello", "text.jpg"))
+    assert isinstance(state, State) and state.is_failed()
+    assert state.message.startswith("NotAnImage: The file is not an image")
+    assert "\n" not in state.message
     with pytest.raises(ImageRejected) as caught:
-        validate.fn(work_for(b"hello", "text.jpg"))
+        raise_rejection(state)
     assert caught.value.error_type == "NotAnImage"
+
+
+def test_other_errors_are_raised_as_before(work_for: MakeWork) -> None:
+    work = work_for(images.png(), "gone.png")
+    client("s3").delete_object(Bucket=work.source.bucket, Key=work.source.key)
+    with pytest.raises(Superseded):  # the object went away: not a rejection
+        validate.fn(work)
