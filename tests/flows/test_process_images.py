@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
@@ -11,6 +12,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterTags
 from prefect.states import Crashed
 
+from deployments.local.processes import wait_until
 from flows.hooks import split_crashed_batch
 from flows.process_images import process_images
 from image_pipeline import records
@@ -85,16 +87,26 @@ def test_each_image_is_a_task_run_named_by_its_key_with_its_steps(
 ) -> None:
     images_ = batch(upload, ("a.jpg", images.jpeg((200, 100))), ("b.jpg", images.jpeg()))
     state = process_images(images_, return_state=True)
-    with get_client(sync_client=True) as prefect:
-        task_runs = prefect.read_task_runs(
-            flow_run_filter=FlowRunFilter(
-                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+    keys = {image["key"] for image in images_}
+    expected_steps = {"source", "claim-record", "validate", "thumbnails", "labels", "store"}
+    seen: dict[str, set[str]] = {}
+
+    def recorded() -> bool:
+        # Task-run states reach the server as events, recorded a moment after the run.
+        with get_client(sync_client=True) as prefect:
+            task_runs = prefect.read_task_runs(
+                flow_run_filter=FlowRunFilter(
+                    id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+                )
             )
-        )
-    names = {run.name for run in task_runs}
-    assert {image["key"] for image in images_} <= names
-    steps = {run.name.rsplit("-", 1)[0] for run in task_runs} - names
-    assert {"source", "claim-record", "validate", "thumbnails", "labels", "store"} <= steps
+        seen["names"] = {run.name for run in task_runs}
+        seen["steps"] = {name.rsplit("-", 1)[0] for name in seen["names"]} - seen["names"]
+        return keys <= seen["names"] and expected_steps <= seen["steps"]
+
+    with contextlib.suppress(TimeoutError):
+        wait_until(recorded, timeout=30, what="the batch's task runs")
+    assert keys <= seen["names"]
+    assert expected_steps <= seen["steps"]
 
 
 def test_a_redelivered_batch_processes_nothing_twice(
