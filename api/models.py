@@ -53,6 +53,15 @@ class Label(BaseModel):
     Confidence: float = Field(description="Percent, 0 to 100.")
 
 
+class ModerationLabel(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    Name: str = Field(examples=["Explicit Nudity"])
+    Confidence: float = Field(description="Percent, 0 to 100.")
+    ParentName: str = Field("", description="The label above it in Rekognition's taxonomy.")
+    TaxonomyLevel: int | None = Field(None, description="1 (top) to 3.")
+
+
 class ExtractedMetadata(BaseModel):
     """The original pipeline's Pillow properties, plus animation, EXIF and labels."""
 
@@ -96,6 +105,17 @@ class ImageRecord(BaseModel):
         None, description="Why labelling failed: a sentence naming Rekognition's error code."
     )
     labels_skipped_reason: str | None = None
+    moderation_status: Literal["CLEAN", "FLAGGED", "SKIPPED", "FAILED"] | None = Field(
+        None,
+        description="Rekognition moderation: FLAGGED when a label reaches the flag threshold; "
+        "FLAGGED and FAILED images have their thumbnails under `quarantine/`.",
+    )
+    moderation_labels: list[ModerationLabel] | None = None
+    moderation_source: str | None = Field(None, description="`s3` or `pixels`.")
+    moderation_error: str | None = Field(
+        None, description="Why moderation failed: a sentence naming Rekognition's error code."
+    )
+    moderation_skipped_reason: str | None = None
     error_type: str | None = Field(None, examples=["NotAnImage"])
     error_message: str | None = Field(
         None,

@@ -110,6 +110,26 @@ class Labels(BaseModel):
     reason: str | None = None  # why labelling was skipped
 
 
+# Moderation verdicts whose thumbnails are held back under `quarantine/`: flagged, or a
+# check that could not be made (moderation fails closed).
+QUARANTINED = frozenset({"FLAGGED", "FAILED"})
+
+
+class Moderation(BaseModel):
+    """What the moderation step found: a verdict, or why there is none."""
+
+    status: str  # "CLEAN", "FLAGGED", "SKIPPED" (off) or "FAILED"
+    # [{"Name", "Confidence", "ParentName", "TaxonomyLevel"}], as Rekognition names them
+    labels: list[dict[str, Any]] = []
+    source: str | None = None  # "s3" or "pixels"
+    error: str | None = None  # the Rekognition error (a sentence naming its code)
+    reason: str | None = None  # why moderation was skipped
+
+    @property
+    def quarantined(self) -> bool:
+        return self.status in QUARANTINED
+
+
 @dataclass(frozen=True)
 class ImageWork:
     """One image on its way through the steps: what each step has produced so far.
@@ -125,6 +145,7 @@ class ImageWork:
     thumbnails: tuple[Thumbnail, ...] = ()
     metadata: dict[str, Any] | None = None
     labels: Labels | None = None
+    moderation: Moderation | None = None
     item: dict[str, Any] | None = None
 
     def having(self, **products: Any) -> ImageWork:

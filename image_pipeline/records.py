@@ -20,7 +20,7 @@ from botocore.exceptions import ClientError
 from image_pipeline.aws import client, error_code
 from image_pipeline.errors import Superseded
 from image_pipeline.keys import MAX_KEY_BYTES
-from image_pipeline.models import Labels, SourceObject, Thumbnail
+from image_pipeline.models import Labels, Moderation, SourceObject, Thumbnail
 from image_pipeline.settings import get_settings
 
 PROCESSING, COMPLETED, FAILED = "PROCESSING", "COMPLETED", "FAILED"
@@ -170,6 +170,7 @@ def mark_completed(
     metadata: dict[str, Any],
     thumbnails: list[Thumbnail],
     labels: Labels,
+    moderation: Moderation | None = None,
 ) -> dict[str, Any] | None:
     """Record the result; None when a newer upload took the item over meanwhile."""
     fields: dict[str, Any] = {
@@ -187,6 +188,7 @@ def mark_completed(
         "labels_skipped_reason": labels.reason,
         "labels_source": labels.source,
     }
+    optional |= _moderation_fields(moderation)
     return _update(
         source.key,
         fields | {k: v for k, v in optional.items() if v is not None},
@@ -194,6 +196,19 @@ def mark_completed(
         values={":etag": source.etag, ":run": flow_run_id},
         remove=tuple(k for k, v in optional.items() if v is None),
     )
+
+
+def _moderation_fields(moderation: Moderation | None) -> dict[str, Any]:
+    """The moderation attributes; None for those to remove (left by an earlier version)."""
+    if moderation is None:
+        moderation = Moderation(status="SKIPPED")
+    return {
+        "moderation_status": moderation.status,
+        "moderation_labels": moderation.labels,
+        "moderation_source": moderation.source,
+        "moderation_error": moderation.error,
+        "moderation_skipped_reason": moderation.reason,
+    }
 
 
 def mark_failed(
@@ -279,9 +294,11 @@ def complete(
     metadata: dict[str, Any],
     thumbnails: list[Thumbnail],
     labels: Labels,
+    *,
+    moderation: Moderation | None = None,
 ) -> dict[str, Any]:
     """Record the result; `Superseded` when a newer upload took the item over meanwhile."""
-    item = mark_completed(source, flow_run_id, metadata, thumbnails, labels)
+    item = mark_completed(source, flow_run_id, metadata, thumbnails, labels, moderation)
     if item is None:
         raise Superseded(f"a newer upload of {source.key} took over its record")
     return item

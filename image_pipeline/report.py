@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+from image_pipeline.models import QUARANTINED
 from image_pipeline.settings import get_settings
 
 
@@ -39,7 +40,26 @@ def render(item: dict[str, Any]) -> str:
         lines.append(f"Rekognition error: {_cell(item['rekognition_error'])}")
     else:
         lines.append(_cell(item.get("labels_skipped_reason") or "No labels."))
+    lines += ["", "## Moderation", "", *_moderation(item)]
     return "\n".join(lines) + "\n"
+
+
+def _moderation(item: dict[str, Any]) -> list[str]:
+    status = item.get("moderation_status")
+    if status is None:
+        return ["Not recorded."]
+    lines = [
+        f"Status: **{status}**" + (" (thumbnails quarantined)" if status in QUARANTINED else "")
+    ]
+    if item.get("moderation_error"):
+        lines.append(f"Rekognition error: {_cell(item['moderation_error'])}")
+    if item.get("moderation_skipped_reason"):
+        lines.append(_cell(item["moderation_skipped_reason"]))
+    lines += [
+        f"- {_cell(label['Name'])} ({label['Confidence']:.1f}%)"
+        for label in item.get("moderation_labels", [])
+    ]
+    return lines
 
 
 def _cell(value: object) -> str:

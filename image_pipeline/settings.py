@@ -99,6 +99,26 @@ class Settings(BaseSettings):
         75.0, ge=0, le=100, description="MinConfidence for detect_labels."
     )
 
+    # --- Moderation (Rekognition DetectModerationLabels) -------------------------------
+    moderation: Literal["auto", "rekognition", "off"] = Field(
+        "auto",
+        description="`rekognition`, `off`, or `auto`: on with real AWS, off when an endpoint "
+        "override (a local emulator, which has no Rekognition) is set.",
+    )
+    moderation_min_confidence: float = Field(
+        50.0,
+        ge=0,
+        le=100,
+        description="MinConfidence for detect_moderation_labels: the labels recorded.",
+    )
+    moderation_flag_confidence: float = Field(
+        80.0,
+        ge=0,
+        le=100,
+        description="A moderation label at or above this confidence makes the image FLAGGED: "
+        "its thumbnails go under `quarantine/` and a moderation notice is sent.",
+    )
+
     # --- Privacy -----------------------------------------------------------------------
     record_gps: bool = Field(
         False,
@@ -190,6 +210,12 @@ class Settings(BaseSettings):
         if self.labels == "auto":
             return self.aws_endpoint_url is None or self.rekognition_endpoint_url is not None
         return self.labels == "rekognition"
+
+    @property
+    def moderation_enabled(self) -> bool:
+        if self.moderation == "auto":
+            return self.aws_endpoint_url is None or self.rekognition_endpoint_url is not None
+        return self.moderation == "rekognition"
 
 
 def _parse_size(text: str) -> Size:

@@ -15,6 +15,7 @@ from image_pipeline.errors import ImageRejected
 from image_pipeline.models import ImageWork
 from tasks.labels import detect_labels
 from tasks.metadata import extract_metadata
+from tasks.moderation import moderate
 from tasks.record import claim_record, store_record
 from tasks.thumbnails import make_thumbnails
 from tasks.validate import validate
@@ -38,6 +39,7 @@ class Step:
 STEPS: tuple[Step, ...] = (
     Step(claim_record),
     Step(validate, on_rejection={"validation_status": "INVALID"}),
+    Step(moderate),  # before the thumbnails, which it may send to quarantine
     Step(make_thumbnails),
     Step(extract_metadata),
     Step(detect_labels),

@@ -20,6 +20,11 @@ def claim_record(work: ImageWork) -> ImageWork:
 def store_record(work: ImageWork) -> ImageWork:
     assert work.metadata is not None and work.labels is not None
     item = records.complete(
-        work.source, work.run_id, work.metadata, list(work.thumbnails), work.labels
+        work.source,
+        work.run_id,
+        work.metadata,
+        list(work.thumbnails),
+        work.labels,
+        moderation=work.moderation,
     )
     return work.having(item=item)

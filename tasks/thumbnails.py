@@ -13,5 +13,7 @@ from tasks.policies import TRANSIENT_RETRIES
 @task(name="thumbnails", **TRANSIENT_RETRIES, cache_policy=NO_CACHE, persist_result=False)
 def make_thumbnails(work: ImageWork) -> ImageWork:
     assert work.image is not None
-    made = thumbnails.make_thumbnails(work.source, work.image, work.run_id)
+    # Runs after moderation, so a flagged image's thumbnails are never public, even briefly.
+    held = work.moderation is not None and work.moderation.quarantined
+    made = thumbnails.make_thumbnails(work.source, work.image, work.run_id, quarantined=held)
     return work.having(thumbnails=tuple(made))
