@@ -8,10 +8,11 @@ from image_pipeline.errors import ImageRejected
 from tasks.pipeline import STEPS, failure_fields
 from tasks.policies import retry_transient
 
-# The original state machine's order, with the claim before and the store after.
-ORDER = ["claim-record", "validate", "thumbnails", "metadata", "labels", "store"]
+# The original state machine's order, with the claim before and the store after, and
+# moderation before the thumbnails it may quarantine.
+ORDER = ["claim-record", "validate", "moderation", "thumbnails", "metadata", "labels", "store"]
 # Steps that talk to AWS retry transient errors with backoff; metadata has no network.
-NETWORK_STEPS = {"claim-record", "validate", "thumbnails", "labels", "store"}
+NETWORK_STEPS = {"claim-record", "validate", "moderation", "thumbnails", "labels", "store"}
 
 
 def test_the_steps_are_the_state_machine_in_order() -> None:
