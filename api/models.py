@@ -46,11 +46,22 @@ class WebhookResult(BaseModel):
 # passes on any other attribute (older writers, fields added later) instead of hiding it.
 
 
+class LabelParent(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    Name: str
+
+
 class Label(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     Name: str
     Confidence: float = Field(description="Percent, 0 to 100.")
+    Parents: list[LabelParent] | None = Field(
+        None,
+        description="More general labels it belongs to, as Rekognition names them "
+        "(`local` labels: from WordNet; Tabby has Cat, Feline, Mammal, Animal).",
+    )
 
 
 class ModerationLabel(BaseModel):
@@ -100,7 +111,9 @@ class ImageRecord(BaseModel):
     extracted_metadata: ExtractedMetadata | None = None
     metadata_extraction_status: str | None = None
     labels_status: Literal["COMPLETED", "SKIPPED", "FAILED"] | None = None
-    labels_source: str | None = Field(None, description="`s3` or `thumbnail`.")
+    labels_source: str | None = Field(
+        None, description="`s3` or `thumbnail` (Rekognition's input), or `local`."
+    )
     rekognition_error: str | None = Field(
         None, description="Why labelling failed: a sentence naming Rekognition's error code."
     )

@@ -147,12 +147,29 @@ def _fetch_thumbnail(thumb: Thumbnail) -> bytes:
     return client("s3").get_object(Bucket=thumb.bucket, Key=thumb.key)["Body"].read()
 
 
+def detect_local_labels(image: DecodedImage, *, max_labels: int, min_confidence: float) -> Labels:
+    """Labels from the CPU classifier (`IMAGE_PIPELINE_LABELS=local`), from the decoded
+    pixels: no AWS call and nothing to fetch. Each has Rekognition's Parents."""
+    from image_pipeline.classifier import classify
+    from image_pipeline.classifier.taxonomy import labels_for
+
+    found = labels_for(classify(image.pixels), max_labels=max_labels, min_confidence=min_confidence)
+    return Labels(status="COMPLETED", labels=found, source="local")
+
+
 def detect_labels(
     source: SourceObject, image: DecodedImage, thumbnails: Sequence[Thumbnail]
 ) -> Labels:
-    """Labels as configured: Rekognition, or SKIPPED with the reason when it is off."""
+    """Labels as configured: Rekognition, the local classifier, or SKIPPED with the reason
+    when labelling is off."""
     settings = get_settings()
-    if not settings.labels_enabled:
+    if settings.labels_backend == "local":
+        return detect_local_labels(
+            image,
+            max_labels=settings.rekognition_max_labels,
+            min_confidence=settings.rekognition_min_confidence,
+        )
+    if settings.labels_backend == "off":
         return Labels(status="SKIPPED", reason=OFF_REASON)
     return detect_labels_with(
         client("rekognition"),

@@ -104,8 +104,9 @@ class Labels(BaseModel):
     """What the labels step produced: labels, or why there are none."""
 
     status: str  # "COMPLETED", "SKIPPED" or "FAILED"
-    labels: list[dict[str, Any]] = []  # [{"Name": str, "Confidence": float}]
-    source: str | None = None  # "s3" or "thumbnail"
+    # [{"Name": str, "Confidence": float}], plus "Parents": [{"Name": str}] from `local`
+    labels: list[dict[str, Any]] = []
+    source: str | None = None  # "s3" or "thumbnail" (Rekognition's input), or "local"
     error: str | None = None  # the Rekognition error (a sentence naming its code), never swallowed
     reason: str | None = None  # why labelling was skipped
 

@@ -108,7 +108,10 @@ def load_state_dict(file: IO[bytes]) -> dict[str, np.ndarray]:
         raise CheckpointError("unsupported checkpoint protocol version")
     _load_plain(file)  # system info: endianness and type sizes of the machine that saved it
     unpickler = _Unpickler(file)
-    state = unpickler.load()
+    try:
+        state = unpickler.load()
+    except EOFError as exc:
+        raise CheckpointError("the checkpoint is truncated") from exc
     keys = _load_plain(file)
     for key in keys:
         storage = unpickler.storages[key]
@@ -127,7 +130,10 @@ class _PlainUnpickler(pickle.Unpickler):
 
 
 def _load_plain(file: IO[bytes]) -> Any:
-    return _PlainUnpickler(file).load()
+    try:
+        return _PlainUnpickler(file).load()
+    except EOFError as exc:
+        raise CheckpointError("the checkpoint is truncated") from exc
 
 
 def _read(file: IO[bytes], size: int) -> bytes:
