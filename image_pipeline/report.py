@@ -35,13 +35,20 @@ def render(item: dict[str, Any]) -> str:
     ]
     lines += ["", "## Labels", ""]
     if labels:
-        lines += [f"- {label['Name']} ({label['Confidence']:.1f}%)" for label in labels]
+        lines += [f"- {_label(label)}" for label in labels]
     elif item.get("rekognition_error"):
         lines.append(f"Rekognition error: {_cell(item['rekognition_error'])}")
     else:
         lines.append(_cell(item.get("labels_skipped_reason") or "No labels."))
     lines += ["", "## Moderation", "", *_moderation(item)]
     return "\n".join(lines) + "\n"
+
+
+def _label(label: dict[str, Any]) -> str:
+    """`Cat (99.9%) < Feline, Mammal, Animal`: its parents, when it has them (local labels)."""
+    text = f"{_cell(label['Name'])} ({label['Confidence']:.1f}%)"
+    parents = [parent["Name"] for parent in label.get("Parents") or []]
+    return f"{text} < {_cell(', '.join(parents))}" if parents else text
 
 
 def _moderation(item: dict[str, Any]) -> list[str]:

@@ -20,6 +20,7 @@ import httpx
 
 from deployments.local import processes, stack
 from deployments.local.samples import samples
+from image_pipeline import classifier
 from image_pipeline.settings import get_settings
 
 SAMPLE_PREFIX = "uploads/samples/"
@@ -52,6 +53,8 @@ def main() -> int:
         )
         os.environ.update(local.env())  # for the uploads this process makes
         get_settings.cache_clear()
+        # Convert the local labels' model now, not in the first flow runs (about 2 s).
+        print(f"Local labels model: {classifier.prepare()}", flush=True)
         with stack.running(local, worker_limit=settings.worker_limit, persist=True):
             pid_file.write_text(str(os.getpid()))
             rows = upload_samples(local)

@@ -1,7 +1,7 @@
 """The local classifier: the weights read without torch, the ONNX model, labels on real photos.
 
-The photos are scikit-image's sample images (tests/data/photos/README.md has their
-licences). What they show, and what the labels say:
+The photos are scikit-image's sample images, which `make up` uploads too
+(deployments/local/photos/README.md has their licences). What they show, and what the labels say:
 
 | photo | what it shows | top labels (MobileNetV2 + WordNet) |
 |---|---|---|
@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from deployments.local.samples import PHOTOS
 from image_pipeline import classifier
 from image_pipeline.classifier import (
     WEIGHTS_SHA256,
@@ -38,8 +39,6 @@ from image_pipeline.classifier.torch_weights import CheckpointError, load_state_
 from image_pipeline.labels import detect_labels
 from image_pipeline.models import DecodedImage, SourceObject
 from image_pipeline.settings import get_settings
-
-PHOTOS = Path(__file__).resolve().parents[1] / "data" / "photos"
 
 
 def photo(name: str) -> Image.Image:
