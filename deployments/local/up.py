@@ -112,8 +112,11 @@ def summarise(key: str, item: dict) -> tuple[str, str, str, str]:
         detail = f"{item.get('error_type', '')}: {item.get('error_message', '')}"
     else:
         labels = item.get("extracted_metadata", {}).get("rekognition_labels", [])
+        status_of_labels = item.get("labels_status", "").lower()
         detail = ", ".join(label["Name"] for label in labels) or (
-            f"labels {item.get('labels_status', '').lower()}"
+            "no label above the minimum confidence"
+            if status_of_labels == "completed"
+            else f"labels {status_of_labels}"
         )
     return key, status, thumbnails, detail[:72]
 
