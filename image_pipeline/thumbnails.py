@@ -30,6 +30,7 @@ def make_thumbnails(
     run_id: str | None = None,
     *,
     quarantined: bool = False,
+    withdraw_other: bool = False,
 ) -> list[Thumbnail]:
     """Render every configured size and upload it to the thumbnails bucket.
 
@@ -38,8 +39,9 @@ def make_thumbnails(
     that finishes late cannot replace the newer upload's thumbnails.
 
     `quarantined` (moderation held the image back) writes them under `quarantine/`
-    instead of `thumbnails/`. Either way the image's thumbnails in the other folder, left
-    by an earlier version, are deleted: a flagged re-upload leaves nothing public.
+    instead of `thumbnails/`. With `withdraw_other` (moderation checked the image) the
+    image's thumbnails in the other folder, left by an earlier version, are deleted: a
+    flagged re-upload leaves nothing public. Without moderation that listing is not made.
     """
     settings = get_settings()
     generation = claim_generation(source, run_id) if run_id is not None else None
@@ -51,7 +53,8 @@ def make_thumbnails(
     )
     bucket = settings.thumbnails_bucket
     made = [upload(source, thumb, bucket, generation, quarantined) for thumb in rendered]
-    withdraw(bucket, thumbnails_folder(source.key, quarantined=not quarantined), generation)
+    if withdraw_other:
+        withdraw(bucket, thumbnails_folder(source.key, quarantined=not quarantined), generation)
     return made
 
 

@@ -14,6 +14,12 @@ from tasks.policies import TRANSIENT_RETRIES
 def make_thumbnails(work: ImageWork) -> ImageWork:
     assert work.image is not None
     # Runs after moderation, so a flagged image's thumbnails are never public, even briefly.
-    held = work.moderation is not None and work.moderation.quarantined
-    made = thumbnails.make_thumbnails(work.source, work.image, work.run_id, quarantined=held)
+    moderation = work.moderation
+    made = thumbnails.make_thumbnails(
+        work.source,
+        work.image,
+        work.run_id,
+        quarantined=moderation is not None and moderation.quarantined,
+        withdraw_other=moderation is not None and moderation.status != "SKIPPED",
+    )
     return work.having(thumbnails=tuple(made))

