@@ -216,11 +216,26 @@ def build(data_noun: Path, wnids: list[str]) -> dict:
         label: parents_of(offset, hypernyms, vocabulary) for offset, label in vocabulary.items()
     }
     return {
-        "source": "WordNet 3.0 (c) 2006 Princeton University, WordNet licence; ImageNet-1k "
-        "class ids in class order. Written by image_pipeline/classifier/build_taxonomy.py.",
+        "source": "WordNet 3.0 (c) 2006 Princeton University, WordNet licence "
+        "(WORDNET_LICENSE.txt); ImageNet-1k class ids in class order. Written by "
+        "image_pipeline/classifier/build_taxonomy.py.",
         "classes": classes,
         "labels": dict(sorted(labels.items())),
     }
+
+
+def dump(table: dict) -> str:
+    """JSON with one class and one label a line: small, and a change shows as a line."""
+
+    def rows(entries: list[str]) -> str:
+        return ",\n".join(f"  {entry}" for entry in entries)
+
+    classes = [json.dumps(entry, ensure_ascii=False) for entry in table["classes"]]
+    labels = [f"{json.dumps(k)}: {json.dumps(v)}" for k, v in table["labels"].items()]
+    return (
+        f'{{"source": {json.dumps(table["source"])},\n"classes": [\n{rows(classes)}\n],\n'
+        f'"labels": {{\n{rows(labels)}\n}}}}\n'
+    )
 
 
 def main() -> None:
@@ -231,7 +246,7 @@ def main() -> None:
     ids = json.loads(args.wnids.read_text())
     wnids = [ids[str(index)] for index in range(len(ids))]
     table = build(args.data_noun, wnids)
-    TABLE.write_text(json.dumps(table, indent=0, ensure_ascii=False) + "\n", encoding="utf-8")
+    TABLE.write_text(dump(table), encoding="utf-8")
     print(f"{TABLE}: {len(table['classes'])} classes, {len(table['labels'])} labels")
 
 
