@@ -43,6 +43,11 @@ REFUSALS = {
     "InvalidS3ObjectException": "Rekognition could not read the image from S3",
 }
 
+LOCAL_UNAVAILABLE = (
+    "The local label model could not be loaded (ClassifierUnavailable); an operator can "
+    "find the details in the run's log."
+)
+
 OFF_REASON = (
     "Label detection is off (IMAGE_PIPELINE_LABELS=off, or auto with a local emulator, "
     "which has no Rekognition)."
@@ -150,10 +155,17 @@ def _fetch_thumbnail(thumb: Thumbnail) -> bytes:
 def detect_local_labels(image: DecodedImage, *, max_labels: int, min_confidence: float) -> Labels:
     """Labels from the CPU classifier (`IMAGE_PIPELINE_LABELS=local`), from the decoded
     pixels: no AWS call and nothing to fetch. Each has Rekognition's Parents."""
-    from image_pipeline.classifier import classify
+    from image_pipeline.classifier import ClassifierUnavailable, classify
     from image_pipeline.classifier.taxonomy import labels_for
 
-    found = labels_for(classify(image.pixels), max_labels=max_labels, min_confidence=min_confidence)
+    try:
+        probabilities = classify(image.pixels)
+    except ClassifierUnavailable as exc:
+        # As a refusal by Rekognition: recorded, and the image keeps its thumbnails. The
+        # reason (paths, digests) is for operators: the run's log.
+        run_logger(__name__).error("The local label model is unavailable: %s", exc)
+        return Labels(status="FAILED", error=LOCAL_UNAVAILABLE, source="local")
+    found = labels_for(probabilities, max_labels=max_labels, min_confidence=min_confidence)
     return Labels(status="COMPLETED", labels=found, source="local")
 
 

@@ -36,7 +36,7 @@ from image_pipeline.classifier import (
 )
 from image_pipeline.classifier.taxonomy import labels_for, taxonomy
 from image_pipeline.classifier.torch_weights import CheckpointError, load_state_dict
-from image_pipeline.labels import detect_labels
+from image_pipeline.labels import LOCAL_UNAVAILABLE, detect_labels
 from image_pipeline.models import DecodedImage, SourceObject
 from image_pipeline.settings import get_settings
 
@@ -261,3 +261,20 @@ def test_labels_local_labels_the_decoded_pixels_without_aws(configure: Callable[
     names = [label["Name"] for label in result.labels]
     assert names[:4] == ["Cat", "Feline", "Mammal", "Animal"]
     assert all(label["Confidence"] >= 75 for label in result.labels)  # the default minimum
+
+
+def test_a_missing_model_is_recorded_as_failed_labels(
+    configure: Callable[..., None], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog
+) -> None:
+    configure(labels="local", model_cache_dir=tmp_path)  # nothing converted there
+    monkeypatch.setattr(classifier, "WEIGHTS_FILE", "weights/not-there.pth")
+    classifier.session.cache_clear()
+    pixels = photo("coffee")
+    image = DecodedImage("JPEG", pixels.width, pixels.height, "RGB", 1, pixels)
+    source = SourceObject(bucket="b", key="uploads/x.jpg", etag="e", size=1, last_modified=0)
+
+    result = detect_labels(source, image, [])
+
+    assert (result.status, result.error, result.labels) == ("FAILED", LOCAL_UNAVAILABLE, [])
+    assert "not-there.pth" in caplog.text  # the details, for operators
+    classifier.session.cache_clear()
