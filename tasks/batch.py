@@ -45,7 +45,8 @@ def process_one(work: ImageWork, *, inline: bool) -> Outcome:
                 raise
             return _record_failure(work, step, exc)
         if is_done(work):
-            return Outcome(key=key, action=COMPLETED if step is STEPS[-1] else ALREADY_DONE)
+            action = COMPLETED if step is STEPS[-1] else ALREADY_DONE
+            return Outcome(key=key, action=action).with_moderation(work.moderation)
     raise AssertionError("the last step stores the item")
 
 

@@ -129,3 +129,24 @@ def test_moderation_off_is_recorded_as_skipped(upload) -> None:
     assert item["moderation_status"] == "SKIPPED"
     assert "off" in item["moderation_skipped_reason"]
     assert len(keys_under(f"thumbnails/{key}/")) == 2
+
+
+@pytest.mark.usefixtures("moderated")
+def test_a_batch_run_names_its_quarantined_images_in_its_summary(upload, notifications) -> None:
+    from flows.process_images import process_images
+
+    bucket = get_settings().uploads_bucket
+    keys = {"flagged": unique_key("flagged.jpg"), "clean": unique_key("photo.jpg")}
+    batch = [
+        {"bucket": bucket, "key": keys["flagged"], "etag": upload(keys["flagged"], MAGENTA)},
+        {"bucket": bucket, "key": keys["clean"], "etag": upload(keys["clean"], PHOTO)},
+    ]
+
+    state = process_images(batch, return_state=True)
+
+    assert state.is_completed(), state.message
+    rows = {o.key: o.row() for o in state.result().outcomes}
+    assert rows[keys["flagged"]]["quarantined"] == "FLAGGED"
+    assert rows[keys["clean"]]["quarantined"] == ""
+    held = [n for n in notifications() if n["Subject"] == MODERATION_SUBJECT]
+    assert [n["MessageAttributes"]["imageId"]["Value"] for n in held] == [keys["flagged"]]
