@@ -65,6 +65,7 @@ bench: install
 	$(VENV)/bin/python -m benchmarks.bench_image_work --output BENCHMARKS.md
 	$(VENV)/bin/python -m benchmarks.bench_image_work --media --runs 25 --output BENCHMARKS.md
 	$(VENV)/bin/python -m benchmarks.bench_image_memory --output BENCHMARKS.md
+	$(VENV)/bin/python -m benchmarks.bench_local_labels --output BENCHMARKS.md
 	$(VENV)/bin/python -m benchmarks.bench_batch_designs
 	$(VENV)/bin/python -m benchmarks.bench_stack
 

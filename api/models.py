@@ -46,11 +46,31 @@ class WebhookResult(BaseModel):
 # passes on any other attribute (older writers, fields added later) instead of hiding it.
 
 
+class LabelParent(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    Name: str
+
+
 class Label(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     Name: str
     Confidence: float = Field(description="Percent, 0 to 100.")
+    Parents: list[LabelParent] | None = Field(
+        None,
+        description="More general labels it belongs to, as Rekognition names them "
+        "(`local` labels: from WordNet; Tabby has Cat, Feline, Mammal, Animal).",
+    )
+
+
+class ModerationLabel(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    Name: str = Field(examples=["Explicit Nudity"])
+    Confidence: float = Field(description="Percent, 0 to 100.")
+    ParentName: str = Field("", description="The label above it in Rekognition's taxonomy.")
+    TaxonomyLevel: int | None = Field(None, description="1 (top) to 3.")
 
 
 class ExtractedMetadata(BaseModel):
@@ -97,7 +117,9 @@ class ImageRecord(BaseModel):
     extracted_metadata: ExtractedMetadata | None = None
     metadata_extraction_status: str | None = None
     labels_status: Literal["COMPLETED", "SKIPPED", "FAILED"] | None = None
-    labels_source: str | None = Field(None, description="`s3` or `thumbnail`.")
+    labels_source: str | None = Field(
+        None, description="`s3` or `thumbnail` (Rekognition's input), or `local`."
+    )
     rekognition_error: str | None = Field(
         None, description="Why labelling failed: a sentence naming Rekognition's error code."
     )
@@ -120,6 +142,17 @@ class ImageRecord(BaseModel):
     duplicate_of: str | None = Field(
         None, description="The key of an earlier image with exactly the same pixels."
     )
+    moderation_status: Literal["CLEAN", "FLAGGED", "SKIPPED", "FAILED"] | None = Field(
+        None,
+        description="Rekognition moderation: FLAGGED when a label reaches the flag threshold; "
+        "FLAGGED and FAILED images have their thumbnails under `quarantine/`.",
+    )
+    moderation_labels: list[ModerationLabel] | None = None
+    moderation_source: str | None = Field(None, description="`s3` or `pixels`.")
+    moderation_error: str | None = Field(
+        None, description="Why moderation failed: a sentence naming Rekognition's error code."
+    )
+    moderation_skipped_reason: str | None = None
     error_type: str | None = Field(None, examples=["NotAnImage"])
     error_message: str | None = Field(
         None,

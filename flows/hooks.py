@@ -36,7 +36,7 @@ def notify_success(flow: Any, flow_run: FlowRun, state: State) -> None:
         and item.get("flow_run_id") == str(flow_run.id)
         and item.get("overall_processing_status") == records.COMPLETED
     ):
-        notify.publish_success(item)
+        notify.publish_completed(item)
 
 
 async def record_failure(flow: Any, flow_run: FlowRun, state: State) -> None:
@@ -129,7 +129,7 @@ def _announce(upload: Upload, flow_run: FlowRun, message: str) -> None:
         return  # another run's result (a duplicate, a newer upload): not ours to announce
     status = item.get("overall_processing_status")
     if status == records.COMPLETED:
-        notify.publish_success(item)
+        notify.publish_completed(item)
     elif status == records.FAILED:
         notify.publish_failure(
             upload.bucket,

@@ -10,13 +10,25 @@ from image_pipeline.models import EXTENSIONS, Size, ThumbnailSpec
 MAX_KEY_BYTES = 1024  # S3 refuses longer keys (UTF-8 bytes), so no image can have one
 
 
-def thumbnail_key(source_key: str, label: str, extension: str) -> str:
-    """`thumbnails/{source_key}/{label}.{extension}`.
+THUMBNAILS_PREFIX = "thumbnails/"
+# Thumbnails of an image moderation held back. As long as THUMBNAILS_PREFIX, so the key
+# length check below holds for both.
+QUARANTINE_PREFIX = "quarantine/"
+
+
+def thumbnail_key(source_key: str, label: str, extension: str, *, quarantined: bool = False) -> str:
+    """`thumbnails/{source_key}/{label}.{extension}` (`quarantine/...` when held back).
 
     The whole source key is kept, as is (no URL encoding or decoding), so `a/x.jpg` and
     `b/x.jpg` never share a thumbnail and every thumbnail of one image shares a prefix.
     """
-    return f"thumbnails/{source_key}/{label}.{extension}"
+    return f"{thumbnails_folder(source_key, quarantined=quarantined)}{label}.{extension}"
+
+
+def thumbnails_folder(source_key: str, *, quarantined: bool = False) -> str:
+    """The prefix every thumbnail of `source_key` shares, public or quarantined."""
+    prefix = QUARANTINE_PREFIX if quarantined else THUMBNAILS_PREFIX
+    return f"{prefix}{source_key}/"
 
 
 def check_key(

@@ -48,6 +48,10 @@ REFUSALS = {
 
 # Duplicates read for labels to copy, oldest first, before Rekognition is asked after all.
 MAX_LABELLED_DUPLICATES = 10
+LOCAL_UNAVAILABLE = (
+    "The local label model could not be loaded (ClassifierUnavailable); an operator can "
+    "find the details in the run's log."
+)
 
 OFF_REASON = (
     "Label detection is off (IMAGE_PIPELINE_LABELS=off, or auto with a local emulator, "
@@ -164,19 +168,43 @@ def _fetch_thumbnail(thumb: Thumbnail) -> bytes:
     return client("s3").get_object(Bucket=thumb.bucket, Key=thumb.key)["Body"].read()
 
 
+def detect_local_labels(image: DecodedImage, *, max_labels: int, min_confidence: float) -> Labels:
+    """Labels from the CPU classifier (`IMAGE_PIPELINE_LABELS=local`), from the decoded
+    pixels: no AWS call and nothing to fetch. Each has Rekognition's Parents."""
+    from image_pipeline.classifier import ClassifierUnavailable, classify
+    from image_pipeline.classifier.taxonomy import labels_for
+
+    try:
+        probabilities = classify(image.pixels)
+    except ClassifierUnavailable as exc:
+        # As a refusal by Rekognition: recorded, and the image keeps its thumbnails. The
+        # reason (paths, digests) is for operators: the run's log.
+        run_logger(__name__).error("The local label model is unavailable: %s", exc)
+        return Labels(status="FAILED", error=LOCAL_UNAVAILABLE, source="local")
+    found = labels_for(probabilities, max_labels=max_labels, min_confidence=min_confidence)
+    return Labels(status="COMPLETED", labels=found, source="local")
+
+
 def detect_labels(
     source: SourceObject,
     image: DecodedImage,
     thumbnails: Sequence[Thumbnail],
     fingerprint: Fingerprint | None = None,
 ) -> Labels:
-    """Labels as configured: Rekognition, or SKIPPED with the reason when it is off.
+    """Labels as configured: Rekognition, the local classifier, or SKIPPED with the reason
+    when labelling is off.
 
     With `skip_labels_of_duplicates`, an image with the same pixels as earlier ones takes the
     labels of the oldest of them that has some, and costs no Rekognition call.
     """
     settings = get_settings()
-    if not settings.labels_enabled:
+    if settings.labels_backend == "local":
+        return detect_local_labels(
+            image,
+            max_labels=settings.rekognition_max_labels,
+            min_confidence=settings.rekognition_min_confidence,
+        )
+    if settings.labels_backend == "off":
         return Labels(status="SKIPPED", reason=OFF_REASON)
     if fingerprint and fingerprint.duplicate_of and settings.skip_labels_of_duplicates:
         copied = labels_of_duplicates(fingerprint.pixel_sha256, source.key)

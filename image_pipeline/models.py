@@ -149,10 +149,32 @@ class Labels(BaseModel):
     """What the labels step produced: labels, or why there are none."""
 
     status: str  # "COMPLETED", "SKIPPED" or "FAILED"
-    labels: list[dict[str, Any]] = []  # [{"Name": str, "Confidence": float}]
-    source: str | None = None  # "s3", "thumbnail", or "duplicate" (copied from duplicate_of)
+    # [{"Name": str, "Confidence": float}], plus "Parents": [{"Name": str}] from `local`
+    labels: list[dict[str, Any]] = []
+    # "s3" or "thumbnail" (Rekognition's input), "local", or "duplicate" (from duplicate_of)
+    source: str | None = None
     error: str | None = None  # the Rekognition error (a sentence naming its code), never swallowed
     reason: str | None = None  # why labelling was skipped
+
+
+# Moderation verdicts whose thumbnails are held back under `quarantine/`: flagged, or a
+# check that could not be made (moderation fails closed).
+QUARANTINED = frozenset({"FLAGGED", "FAILED"})
+
+
+class Moderation(BaseModel):
+    """What the moderation step found: a verdict, or why there is none."""
+
+    status: str  # "CLEAN", "FLAGGED", "SKIPPED" (off) or "FAILED"
+    # [{"Name", "Confidence", "ParentName", "TaxonomyLevel"}], as Rekognition names them
+    labels: list[dict[str, Any]] = []
+    source: str | None = None  # "s3" or "pixels"
+    error: str | None = None  # the Rekognition error (a sentence naming its code)
+    reason: str | None = None  # why moderation was skipped
+
+    @property
+    def quarantined(self) -> bool:
+        return self.status in QUARANTINED
 
 
 @dataclass(frozen=True)
@@ -172,6 +194,7 @@ class ImageWork:
     fingerprint: Fingerprint | None = None
     metadata: dict[str, Any] | None = None
     labels: Labels | None = None
+    moderation: Moderation | None = None
     item: dict[str, Any] | None = None
 
     def having(self, **products: Any) -> ImageWork:

@@ -9,12 +9,14 @@ from functools import lru_cache
 from typing import Any
 
 from image_pipeline.aws import client, is_transient
+from image_pipeline.models import QUARANTINED
 from image_pipeline.settings import get_settings
 
 logger = logging.getLogger("image_pipeline.notify")
 
 SUCCESS_SUBJECT = "SUCCESS: Image Processing Complete"
 FAILURE_SUBJECT = "FAILURE: Image Processing Error"
+MODERATION_SUBJECT = "QUARANTINED: Image Held for Moderation"
 
 # Notices are sent from flow hooks, which Prefect never retries: after botocore's own quick
 # attempts, these waits (seconds) let a notice outlive a short SNS outage.
@@ -57,6 +59,46 @@ def publish_success(item: dict[str, Any]) -> str:
         f"Thumbnails:\n{thumbnails}\n"
     )
     return _publish(SUCCESS_SUBJECT, body, processing_status="SUCCESS", imageId=key)
+
+
+def publish_completed(item: dict[str, Any]) -> list[str]:
+    """The notices of a COMPLETED item: success, then the moderation notice when its
+    thumbnails were quarantined (flagged, or a check that failed). The message ids."""
+    sent = [publish_success(item)]
+    if item.get("moderation_status") in QUARANTINED:
+        sent.append(publish_moderation(item))
+    return sent
+
+
+def publish_moderation(item: dict[str, Any]) -> str:
+    """A notice of its own for the people who review images: subject, attributes and body
+    differ from the success notice, so a subscription can filter on them."""
+    key = item["ImageKey"]
+    status = item["moderation_status"]
+    labels = "\n".join(
+        f"  {label['Name']} ({label['Confidence']}%)"
+        + (f" under {label['ParentName']}" if label.get("ParentName") else "")
+        for label in item.get("moderation_labels", [])
+    )
+    reason = (
+        f"Moderation labels:\n{labels or '  (none)'}\n"
+        if status == "FLAGGED"
+        else f"The check failed: {item.get('moderation_error', 'unknown error')}\n"
+    )
+    thumbnails = "\n".join(f"  {size}: {uri}" for size, uri in item.get("thumbnails", {}).items())
+    body = (
+        f"The thumbnails of {key} were quarantined by moderation ({status}).\n\n"
+        f"Image: s3://{item['s3_bucket_original']}/{key}\n"
+        f"{reason}"
+        f"Quarantined thumbnails:\n{thumbnails}\n"
+    )
+    return _publish(
+        MODERATION_SUBJECT,
+        body,
+        processing_status="QUARANTINED",
+        imageId=key,
+        moderation_status=status,
+    )
 
 
 def publish_failure(

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from image_pipeline.models import Moderation
+
 
 class RunRef(BaseModel):
     """A process-image flow run, as a summary names it."""
@@ -29,6 +31,11 @@ class Outcome(BaseModel):
     failed_step: str | None = None
     thumbnail: str | None = None  # a processed image's smallest thumbnail (s3:// URI)
     flow_run: RunRef | None = None
+    quarantined: str | None = None  # the moderation status that held its thumbnails back
+
+    def with_moderation(self, moderation: Moderation | None) -> Outcome:
+        held = moderation is not None and moderation.quarantined
+        return self.model_copy(update={"quarantined": moderation.status if held else None})
 
     def row(self) -> dict[str, str]:
         """One row of the flow's table artifact."""
@@ -41,6 +48,7 @@ class Outcome(BaseModel):
             "failed step": self.failed_step or "",
             "flow run": f"{run.name} ({run.id})" if run else "",
             "flow run state": run.state if run else "",
+            "quarantined": self.quarantined or "",
         }
 
 

@@ -21,7 +21,14 @@ from image_pipeline.aws import client, error_code
 from image_pipeline.duplicates import INDEX_ATTRIBUTES, record_fields
 from image_pipeline.errors import Superseded
 from image_pipeline.keys import MAX_KEY_BYTES
-from image_pipeline.models import Fingerprint, Labels, Placeholder, SourceObject, Thumbnail
+from image_pipeline.models import (
+    Fingerprint,
+    Labels,
+    Moderation,
+    Placeholder,
+    SourceObject,
+    Thumbnail,
+)
 from image_pipeline.settings import get_settings
 
 PROCESSING, COMPLETED, FAILED = "PROCESSING", "COMPLETED", "FAILED"
@@ -174,6 +181,7 @@ def mark_completed(
     labels: Labels,
     placeholder: Placeholder | None = None,
     fingerprint: Fingerprint | None = None,
+    moderation: Moderation | None = None,
 ) -> dict[str, Any] | None:
     """Record the result; None when a newer upload took the item over meanwhile."""
     fields: dict[str, Any] = {
@@ -196,6 +204,7 @@ def mark_completed(
         "labels_source": labels.source,
         "duplicate_of": fingerprint.duplicate_of if fingerprint else None,
     }
+    optional |= _moderation_fields(moderation)
     return _update(
         source.key,
         fields | {k: v for k, v in optional.items() if v is not None},
@@ -203,6 +212,19 @@ def mark_completed(
         values={":etag": source.etag, ":run": flow_run_id},
         remove=tuple(k for k, v in optional.items() if v is None),
     )
+
+
+def _moderation_fields(moderation: Moderation | None) -> dict[str, Any]:
+    """The moderation attributes; None for those to remove (left by an earlier version)."""
+    if moderation is None:
+        moderation = Moderation(status="SKIPPED")
+    return {
+        "moderation_status": moderation.status,
+        "moderation_labels": moderation.labels,
+        "moderation_source": moderation.source,
+        "moderation_error": moderation.error,
+        "moderation_skipped_reason": moderation.reason,
+    }
 
 
 def mark_failed(
@@ -290,10 +312,12 @@ def complete(
     labels: Labels,
     placeholder: Placeholder | None = None,
     fingerprint: Fingerprint | None = None,
+    *,
+    moderation: Moderation | None = None,
 ) -> dict[str, Any]:
     """Record the result; `Superseded` when a newer upload took the item over meanwhile."""
     item = mark_completed(
-        source, flow_run_id, metadata, thumbnails, labels, placeholder, fingerprint
+        source, flow_run_id, metadata, thumbnails, labels, placeholder, fingerprint, moderation
     )
     if item is None:
         raise Superseded(f"a newer upload of {source.key} took over its record")

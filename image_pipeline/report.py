@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 from image_pipeline.aws import presigned_get_url
 from image_pipeline.outcomes import Summary
+from image_pipeline.models import QUARANTINED
 from image_pipeline.settings import get_settings
 
 
@@ -56,7 +57,9 @@ def render(item: dict[str, Any]) -> str:
     exif = metadata.pop("exif", {}) or {}
     thumbnails = item.get("thumbnails", {})
     lines = [f"# `{item['ImageKey']}`", ""]
-    if small := smallest_thumbnail(thumbnails):
+    # A quarantined image is not shown inline: its thumbnails are held for review.
+    shown = item.get("moderation_status") not in QUARANTINED
+    if shown and (small := smallest_thumbnail(thumbnails)):
         lines += [f"![{_alt(item['ImageKey'])}]({thumbnail_link(small)})", ""]
     rows = [("Status", item["overall_processing_status"]), ("ETag", item.get("etag", ""))]
     rows += [(name, value) for name, value in {**metadata, **exif}.items()]
@@ -70,11 +73,12 @@ def render(item: dict[str, Any]) -> str:
     lines += _media_lines(item)
     lines += ["", "## Labels", ""]
     if labels:
-        lines += [f"- {label['Name']} ({label['Confidence']:.1f}%)" for label in labels]
+        lines += [f"- {_label(label)}" for label in labels]
     elif item.get("rekognition_error"):
         lines.append(f"Rekognition error: {_cell(item['rekognition_error'])}")
     else:
         lines.append(_cell(item.get("labels_skipped_reason") or "No labels."))
+    lines += ["", "## Moderation", "", *_moderation(item)]
     return "\n".join(lines) + "\n"
 
 
@@ -134,6 +138,31 @@ def render_batch(summary: Summary) -> str:
 def _alt(key: str) -> str:
     # Alt text ends at `]`: keep the key readable and the image syntax whole.
     return _cell(key).replace("[", "(").replace("]", ")")
+
+
+def _label(label: dict[str, Any]) -> str:
+    """`Cat (99.9%) < Feline, Mammal, Animal`: its parents, when it has them (local labels)."""
+    text = f"{_cell(label['Name'])} ({label['Confidence']:.1f}%)"
+    parents = [parent["Name"] for parent in label.get("Parents") or []]
+    return f"{text} < {_cell(', '.join(parents))}" if parents else text
+
+
+def _moderation(item: dict[str, Any]) -> list[str]:
+    status = item.get("moderation_status")
+    if status is None:
+        return ["Not recorded."]
+    lines = [
+        f"Status: **{status}**" + (" (thumbnails quarantined)" if status in QUARANTINED else "")
+    ]
+    if item.get("moderation_error"):
+        lines.append(f"Rekognition error: {_cell(item['moderation_error'])}")
+    if item.get("moderation_skipped_reason"):
+        lines.append(_cell(item["moderation_skipped_reason"]))
+    lines += [
+        f"- {_cell(label['Name'])} ({label['Confidence']:.1f}%)"
+        for label in item.get("moderation_labels", [])
+    ]
+    return lines
 
 
 def _cell(value: object) -> str:

@@ -101,19 +101,45 @@ class Settings(BaseSettings):
     )
 
     # --- Labels (Rekognition) --------------------------------------------------------
-    labels: Literal["auto", "rekognition", "off"] = Field(
+    labels: Literal["auto", "rekognition", "local", "off"] = Field(
         "auto",
-        description="`rekognition`, `off`, or `auto`: Rekognition on real AWS, off when an "
-        "endpoint override (a local emulator, which has no Rekognition) is set.",
+        description="`rekognition`, `local` (a MobileNetV2 ImageNet classifier on the CPU, "
+        "no AWS), `off`, or `auto`: Rekognition on real AWS, off when an endpoint override "
+        "(a local emulator, which has no Rekognition) is set.",
+    )
+    model_cache_dir: str | None = Field(
+        None,
+        description="Where `local` labels keep the ONNX model converted on first use. Unset: "
+        "`$XDG_CACHE_HOME/image-pipeline` (`~/.cache/image-pipeline`).",
     )
     rekognition_endpoint_url: str | None = Field(
         None, description="Rekognition endpoint override (a stand-in service in tests)."
     )
     rekognition_max_labels: int = Field(
-        10, ge=1, le=1000, description="MaxLabels for detect_labels."
+        10, ge=1, le=1000, description="MaxLabels for detect_labels (and `local` labels)."
     )
     rekognition_min_confidence: float = Field(
-        75.0, ge=0, le=100, description="MinConfidence for detect_labels."
+        75.0, ge=0, le=100, description="MinConfidence for detect_labels (and `local` labels)."
+    )
+
+    # --- Moderation (Rekognition DetectModerationLabels) -------------------------------
+    moderation: Literal["auto", "rekognition", "off"] = Field(
+        "auto",
+        description="`rekognition`, `off`, or `auto`: on with real AWS, off when an endpoint "
+        "override (a local emulator, which has no Rekognition) is set.",
+    )
+    moderation_min_confidence: float = Field(
+        50.0,
+        ge=0,
+        le=100,
+        description="MinConfidence for detect_moderation_labels: the labels recorded.",
+    )
+    moderation_flag_confidence: float = Field(
+        80.0,
+        ge=0,
+        le=100,
+        description="A moderation label at or above this confidence makes the image FLAGGED: "
+        "its thumbnails go under `quarantine/` and a moderation notice is sent.",
     )
 
     # --- Near-duplicates ---------------------------------------------------------------
@@ -249,10 +275,23 @@ class Settings(BaseSettings):
         return [ThumbnailSpec(box) for box in self.thumbnail_sizes]
 
     @property
+    def labels_backend(self) -> Literal["rekognition", "local", "off"]:
+        if self.labels == "local":
+            return "local"
+        return "rekognition" if self.labels_enabled else "off"
+
+    @property
     def labels_enabled(self) -> bool:
+        """Whether Rekognition labels the images."""
         if self.labels == "auto":
             return self.aws_endpoint_url is None or self.rekognition_endpoint_url is not None
         return self.labels == "rekognition"
+
+    @property
+    def moderation_enabled(self) -> bool:
+        if self.moderation == "auto":
+            return self.aws_endpoint_url is None or self.rekognition_endpoint_url is not None
+        return self.moderation == "rekognition"
 
 
 def _parse_size(text: str) -> Size:

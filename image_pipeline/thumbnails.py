@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 from image_pipeline.aws import GONE, client, error_code
 from image_pipeline.errors import Superseded
 from image_pipeline.imaging.render import render_thumbnails
-from image_pipeline.keys import thumbnail_key
+from image_pipeline.keys import thumbnail_key, thumbnails_folder
 from image_pipeline.models import DecodedImage, RenderedThumbnail, SourceObject, Thumbnail
 from image_pipeline.records import claim_generation
 from image_pipeline.settings import get_settings
@@ -25,19 +25,37 @@ _LOST_RACE = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict
 
 
 def make_thumbnails(
-    source: SourceObject, image: DecodedImage, run_id: str | None = None
+    source: SourceObject,
+    image: DecodedImage,
+    run_id: str | None = None,
+    *,
+    quarantined: bool = False,
+    withdraw_other: bool = False,
 ) -> list[Thumbnail]:
     """Render every configured thumbnail and upload it to the thumbnails bucket.
 
     With `run_id` (the pipeline always passes it) only while that run holds the item's
     claim, and never over a thumbnail written under a later claim: an older upload's run
     that finishes late cannot replace the newer upload's thumbnails.
+
+    `quarantined` (moderation held the image back) writes them under `quarantine/`
+    instead of `thumbnails/`. With `withdraw_other` (moderation checked the image) the
+    image's thumbnails in the other folder, left by an earlier version, are deleted: a
+    flagged re-upload leaves nothing public. Without moderation that listing is not made.
     """
-    return [stored for stored, _ in make_and_keep_thumbnails(source, image, run_id)]
+    made = make_and_keep_thumbnails(
+        source, image, run_id, quarantined=quarantined, withdraw_other=withdraw_other
+    )
+    return [stored for stored, _ in made]
 
 
 def make_and_keep_thumbnails(
-    source: SourceObject, image: DecodedImage, run_id: str | None = None
+    source: SourceObject,
+    image: DecodedImage,
+    run_id: str | None = None,
+    *,
+    quarantined: bool = False,
+    withdraw_other: bool = False,
 ) -> list[tuple[Thumbnail, RenderedThumbnail]]:
     """`make_thumbnails`, each stored thumbnail with what was rendered (its pixels too)."""
     settings = get_settings()
@@ -48,9 +66,11 @@ def make_and_keep_thumbnails(
         transparent_format=settings.transparent_format,
         jpeg_quality=settings.jpeg_quality,
     )
-    return [
-        (upload(source, thumb, settings.thumbnails_bucket, generation), thumb) for thumb in rendered
-    ]
+    bucket = settings.thumbnails_bucket
+    made = [(upload(source, thumb, bucket, generation, quarantined), thumb) for thumb in rendered]
+    if withdraw_other:
+        withdraw(bucket, thumbnails_folder(source.key, quarantined=not quarantined), generation)
+    return made
 
 
 def smallest(rendered: list[RenderedThumbnail]) -> RenderedThumbnail:
@@ -58,9 +78,13 @@ def smallest(rendered: list[RenderedThumbnail]) -> RenderedThumbnail:
 
 
 def upload(
-    source: SourceObject, thumb: RenderedThumbnail, bucket: str, generation: int | None
+    source: SourceObject,
+    thumb: RenderedThumbnail,
+    bucket: str,
+    generation: int | None,
+    quarantined: bool = False,
 ) -> Thumbnail:
-    key = thumbnail_key(source.key, thumb.label, thumb.extension)
+    key = thumbnail_key(source.key, thumb.label, thumb.extension, quarantined=quarantined)
     request = dict(Bucket=bucket, Key=key, Body=thumb.data, ContentType=thumb.content_type)
     if generation is None:
         client("s3").put_object(**request)
@@ -111,6 +135,49 @@ def _put_fenced(request: dict[str, Any], generation: int) -> None:
             )
         condition = {"IfMatch": head["ETag"]}
     raise lost
+
+
+def withdraw(bucket: str, folder: str, generation: int | None) -> list[str]:
+    """Delete the thumbnails under `folder` (an image's other set); the keys deleted.
+
+    With `generation`, only those written under this claim or an earlier one: each delete
+    is conditional on the ETag whose generation was read (`If-Match`), so a thumbnail a
+    later claim writes meanwhile is never deleted, and this run stops with `Superseded`.
+    """
+    s3 = client("s3")
+    deleted: list[str] = []
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=folder)
+    for page in pages:
+        for entry in page.get("Contents", []):
+            if _delete_fenced(bucket, entry["Key"], generation):
+                deleted.append(entry["Key"])
+    return deleted
+
+
+def _delete_fenced(bucket: str, key: str, generation: int | None) -> bool:
+    s3 = client("s3")
+    for _ in range(_MAX_FENCE_ROUNDS):
+        try:
+            head = s3.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if error_code(exc) in GONE:
+                return False  # deleted meanwhile
+            raise
+        theirs = _generation_of(head)
+        if generation is not None and theirs > generation:
+            raise Superseded(
+                f"s3://{bucket}/{key} was written by a later claim ({theirs}) than this "
+                f"run's ({generation})."
+            )
+        try:
+            s3.delete_object(Bucket=bucket, Key=key, IfMatch=head["ETag"])
+            return True
+        except ClientError as exc:
+            if error_code(exc) in GONE:
+                return False
+            if error_code(exc) not in _LOST_RACE:
+                raise
+    raise Superseded(f"s3://{bucket}/{key} kept changing while this run withdrew it.")
 
 
 def _generation_of(head: dict[str, Any]) -> int:

@@ -47,10 +47,14 @@ def process_one(work: ImageWork, *, inline: bool) -> Outcome:
             return _record_failure(work, step, exc)
         if is_done(work):
             assert work.item is not None
-            return Outcome(
+            outcome = Outcome(
                 key=key,
                 action=COMPLETED if step is STEPS[-1] else ALREADY_DONE,
                 thumbnail=smallest_thumbnail(work.item.get("thumbnails", {})),
+            ).with_moderation(work.moderation)
+            # A quarantined image is not shown inline in the run's report.
+            return (
+                outcome.model_copy(update={"thumbnail": None}) if outcome.quarantined else outcome
             )
     raise AssertionError("the last step stores the item")
 

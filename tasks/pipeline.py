@@ -16,6 +16,7 @@ from image_pipeline.models import ImageWork
 from tasks.fingerprint import fingerprint
 from tasks.labels import detect_labels
 from tasks.metadata import extract_metadata
+from tasks.moderation import moderate
 from tasks.policies import raise_rejection
 from tasks.record import claim_record, store_record
 from tasks.thumbnails import make_thumbnails
@@ -45,6 +46,7 @@ class Step:
 STEPS: tuple[Step, ...] = (
     Step(claim_record),
     Step(validate, on_rejection={"validation_status": "INVALID"}),
+    Step(moderate),  # before the thumbnails, which it may send to quarantine
     Step(make_thumbnails),
     Step(fingerprint),
     Step(extract_metadata),

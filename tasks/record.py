@@ -27,5 +27,6 @@ def store_record(work: ImageWork) -> ImageWork:
         work.labels,
         work.placeholder,
         work.fingerprint,
+        moderation=work.moderation,
     )
     return work.having(item=item)

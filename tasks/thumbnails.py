@@ -16,7 +16,15 @@ from tasks.policies import TRANSIENT_RETRIES
 @task(name="thumbnails", **TRANSIENT_RETRIES, cache_policy=NO_CACHE, persist_result=False)
 def make_thumbnails(work: ImageWork) -> ImageWork:
     assert work.image is not None
-    made = thumbnails.make_and_keep_thumbnails(work.source, work.image, work.run_id)
+    # Runs after moderation, so a flagged image's thumbnails are never public, even briefly.
+    moderation = work.moderation
+    made = thumbnails.make_and_keep_thumbnails(
+        work.source,
+        work.image,
+        work.run_id,
+        quarantined=moderation is not None and moderation.quarantined,
+        withdraw_other=moderation is not None and moderation.status != "SKIPPED",
+    )
     smallest = thumbnails.smallest([rendered for _, rendered in made])
     return work.having(
         thumbnails=tuple(stored for stored, _ in made), placeholder=placeholder(smallest.pixels)

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import pillow_heif
 from PIL import Image, ImageDraw
+
+# Real photos (scikit-image's samples, CC0 and public domain: photos/README.md), so that
+# local labels (IMAGE_PIPELINE_LABELS=local, what `make up` uses) have something to see.
+PHOTOS = Path(__file__).with_name("photos")
+PHOTO_SAMPLES = {"cat.jpg": "chelsea", "coffee.jpg": "coffee", "rocket.jpg": "rocket"}
 
 
 def _scene(size: tuple[int, int], mode: str = "RGB") -> Image.Image:
@@ -60,6 +66,7 @@ def samples() -> dict[str, bytes]:
         "scan-cmyk.jpg": _save(_scene((1200, 900), "CMYK"), "JPEG"),
         "picture.webp": _save(_scene((1280, 720)), "WEBP"),
         "phone.heic": _heic(),
+        **{name: (PHOTOS / f"{photo}.jpg").read_bytes() for name, photo in PHOTO_SAMPLES.items()},
         "not-an-image.jpg": b"This is a text file with a .jpg name.\n",
         "truncated.jpg": photo[: len(photo) // 2],
     }

@@ -94,6 +94,10 @@ class Stack:
             "PREFECT_RUNNER_POLL_FREQUENCY": "1",
             "PREFECT_WORKER_WEBSERVER_HOST": "127.0.0.1",
             "PREFECT_WORKER_WEBSERVER_PORT": str(self.ports.worker),
+            # Labels without AWS (the emulator has no Rekognition): the CPU classifier, its
+            # model converted once into the state folder.
+            "IMAGE_PIPELINE_LABELS": "local",
+            "IMAGE_PIPELINE_MODEL_CACHE_DIR": str(self.state / "models"),
             **dict(self.extra_env),
         }
 

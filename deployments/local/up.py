@@ -26,6 +26,7 @@ from botocore.exceptions import ClientError
 from deployments.local import processes, stack
 from deployments.local.phase import phase, say
 from deployments.local.samples import samples
+from image_pipeline import classifier
 from image_pipeline.settings import get_settings
 
 SAMPLE_PREFIX = "uploads/samples/"
@@ -54,6 +55,9 @@ def main() -> int:
         say(f"Starting the local stack (state in {state}, logs in {local.log('').parent})")
         os.environ.update(local.env())  # for the uploads this process makes
         get_settings.cache_clear()
+        # Convert the local labels' model now, not in the first flow runs (about 2 s).
+        with phase("local labels model"):
+            say(f"Local labels model: {classifier.prepare()}")
         with stack.running(local, worker_limit=settings.worker_limit, persist=True, say=say):
             pid_file.write_text(str(os.getpid()))
             from image_pipeline.aws import client
@@ -168,8 +172,11 @@ def summarise(key: str, item: dict, run: str) -> Row:
         detail = f"{item.get('error_type', '')}: {item.get('error_message', '')}"
     else:
         labels = item.get("extracted_metadata", {}).get("rekognition_labels", [])
+        status_of_labels = item.get("labels_status", "").lower()
         detail = ", ".join(label["Name"] for label in labels) or (
-            f"labels {item.get('labels_status', '').lower()}"
+            "no label above the minimum confidence"
+            if status_of_labels == "completed"
+            else f"labels {status_of_labels}"
         )
     return key, status, run, thumbnails, detail[:72]
 

@@ -273,3 +273,39 @@ def test_openapi_documents_the_routes(api: str) -> None:
         "/readyz",
     }
     assert paths["/images/uploads/{filename}/status"]["get"]["responses"]["404"]
+
+
+def test_moderation_and_label_parents_are_served_and_documented(
+    api: str, operator: httpx.Client
+) -> None:
+    key = f"uploads/{uuid.uuid4().hex[:8]}/held.jpg"
+    item = put_item(
+        key,
+        overall_processing_status="COMPLETED",
+        extracted_metadata={
+            "rekognition_labels": [
+                {"Name": "Cat", "Confidence": 99.9, "Parents": [{"Name": "Feline"}]}
+            ]
+        },
+        labels_source="local",
+        moderation_status="FLAGGED",
+        moderation_source="s3",
+        moderation_labels=[
+            {"Name": "Explicit", "Confidence": 97.5, "ParentName": "", "TaxonomyLevel": 1}
+        ],
+    )
+    response = get(operator, key)
+    assert response.status_code == 200
+    assert response.json() == item
+
+    schemas = httpx.get(f"{api}/openapi.json").json()["components"]["schemas"]
+    record = schemas["ImageRecord"]["properties"]
+    assert {"moderation_status", "moderation_labels", "moderation_error"} <= set(record)
+    assert "FLAGGED" in json.dumps(record["moderation_status"])
+    assert set(schemas["ModerationLabel"]["properties"]) == {
+        "Name",
+        "Confidence",
+        "ParentName",
+        "TaxonomyLevel",
+    }
+    assert "Parents" in schemas["Label"]["properties"]

@@ -184,7 +184,7 @@ def test_policies_name_only_the_resources_they_need(template: dict[str, Any]) ->
     for name, document in documents.items():
         for action, resources in _grants(document).items():
             assert "*" not in action, f"{name}: wildcard action {action}"
-            if action != "rekognition:DetectLabels":
+            if not action.startswith("rekognition:Detect"):
                 assert "*" not in resources, f"{name}: {action} on every resource"
         # The only denials are the buckets' refusals of plain HTTP.
         for statement in document["Statement"]:
@@ -193,13 +193,19 @@ def test_policies_name_only_the_resources_they_need(template: dict[str, Any]) ->
 
     sub, att = _sub, _att
     table = [att("ImageTable"), sub("${ImageTable.Arn}/index/*")]
+    thumbnails = [
+        sub("${ThumbnailsBucket.Arn}/thumbnails/*"),
+        sub("${ThumbnailsBucket.Arn}/quarantine/*"),
+    ]
     assert _grants(documents["PipelineWorkerPolicy"]) == {
         "s3:GetObject": [
             sub("${UploadsBucket.Arn}/${UploadsPrefix}*"),
             sub("${ThumbnailsBucket.Arn}/thumbnails/*"),
+            sub("${ThumbnailsBucket.Arn}/quarantine/*"),
         ],
-        "s3:ListBucket": [att("UploadsBucket")],
-        "s3:PutObject": [sub("${ThumbnailsBucket.Arn}/thumbnails/*")],
+        "s3:ListBucket": [att("UploadsBucket"), att("ThumbnailsBucket")],
+        "s3:PutObject": thumbnails,
+        "s3:DeleteObject": thumbnails,
         "dynamodb:DescribeTable": table,
         "dynamodb:GetItem": table,
         "dynamodb:PutItem": table,
@@ -207,6 +213,7 @@ def test_policies_name_only_the_resources_they_need(template: dict[str, Any]) ->
         "dynamodb:Query": table,
         "sns:Publish": [{"Ref": "NotificationTopic"}],
         "rekognition:DetectLabels": ["*"],  # IAM has no resource type for it
+        "rekognition:DetectModerationLabels": ["*"],
     }
     assert _grants(documents["WebhookInvokeRole/invoke-webhook-api-destination"]) == {
         "events:InvokeApiDestination": [att("WebhookDestination")]
@@ -274,16 +281,24 @@ def test_the_api_policy_only_reads(template: dict[str, Any]) -> None:
     assert template["Outputs"]["ApiPolicyArn"]["Value"] == {"Ref": "PipelineApiPolicy"}
 
 
-def test_listing_the_uploads_stays_under_the_prefix(template: dict[str, Any]) -> None:
-    listed = 0
+def test_listing_stays_under_the_prefixes(template: dict[str, Any]) -> None:
+    """Uploads are listed under the uploads prefix; thumbnails under the two folders."""
+    allowed = {
+        "UploadsBucket": {"s3:prefix": _sub("${UploadsPrefix}*")},
+        "ThumbnailsBucket": {"s3:prefix": ["thumbnails/*", "quarantine/*"]},
+    }
+    listed = []
     for name, document in _policy_documents(template):
         for statement in document["Statement"]:
             if "s3:ListBucket" in _as_list(statement["Action"]) and statement["Effect"] == "Allow":
-                listed += 1
-                assert statement["Condition"] == {
-                    "StringLike": {"s3:prefix": _sub("${UploadsPrefix}*")}
-                }, name
-    assert listed == 2  # the worker's and the API's
+                bucket = statement["Resource"]["Fn::GetAtt"][0]
+                listed.append((name, bucket))
+                assert statement["Condition"] == {"StringLike": allowed[bucket]}, name
+    assert sorted(listed) == [
+        ("PipelineApiPolicy", "UploadsBucket"),
+        ("PipelineWorkerPolicy", "ThumbnailsBucket"),  # moderation withdraws the other set
+        ("PipelineWorkerPolicy", "UploadsBucket"),
+    ]
 
 
 def test_every_bucket_refuses_plain_http(template: dict[str, Any]) -> None:

@@ -54,6 +54,10 @@ def services(
         operator_key=uuid.uuid4().hex,
         extra_env=(
             ("IMAGE_PIPELINE_REKOGNITION_ENDPOINT_URL", rekognition.url),
+            # The outage tests hold the labels step's request; moderation has its own tests.
+            ("IMAGE_PIPELINE_MODERATION", "off"),
+            # The stack's own default is local labels; these tests use the stand-in.
+            ("IMAGE_PIPELINE_LABELS", "rekognition"),
             ("IMAGE_PIPELINE_CRASH_MARKER", CRASH_MARKER),
             # Uploads of one test land in one batch however busy the machine is.
             ("IMAGE_PIPELINE_BATCH_WINDOW_SECONDS", "1.0"),

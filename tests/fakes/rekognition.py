@@ -1,4 +1,5 @@
-"""A stand-in Amazon Rekognition (DetectLabels only) that speaks the real wire protocol.
+"""A stand-in Amazon Rekognition (DetectLabels, DetectModerationLabels) that speaks the real
+wire protocol.
 
 A real HTTP server on 127.0.0.1 that a real boto3 client reaches through `endpoint_url`:
 AWS JSON 1.1 (`POST /`, `X-Amz-Target: RekognitionService.DetectLabels`), errors as
@@ -14,8 +15,17 @@ https://docs.aws.amazon.com/rekognition/latest/dg/limits.html):
   (`InvalidParameterException`); at most 10000 px a side or over the byte limits
   (`ImageTooLargeException`); an S3 object it cannot read (`InvalidS3ObjectException`).
 
+DetectModerationLabels
+(https://docs.aws.amazon.com/rekognition/latest/APIReference/API_DetectModerationLabels.html)
+takes the same `Image` with the same limits and errors, `MinConfidence` 0..100 (default
+50), and answers `ModerationLabels` ({Name, Confidence, ParentName, TaxonomyLevel}) and
+`ModerationModelVersion`; its errors add `HumanLoopQuotaExceededException`.
+
 Labels are deterministic from the content: "Image" at 99 and a colour label from the
-mean colour ("Red", "Green", "Blue" or "Gray").
+mean colour ("Red", "Green", "Blue" or "Gray"). Moderation labels too: an image whose
+mean red and blue are both at least 24 above its green (magenta-ish) is "Explicit" >
+"Explicit Nudity", at a confidence of 50 + 49.5 * (min(R, B) - G) / 255 (pure magenta
+99.5, (200, 100, 200) 69.4, its child 0.5 less); any other image has none.
 
     with FakeRekognition(s3_endpoint_url=ministack) as fake:
         fake.fail_next(3, "ThrottlingException")
@@ -44,6 +54,7 @@ from botocore.exceptions import ClientError
 from PIL import Image, ImageStat
 
 TARGET = "RekognitionService.DetectLabels"
+MODERATION_TARGET = "RekognitionService.DetectModerationLabels"
 CONTENT_TYPE = "application/x-amz-json-1.1"
 
 MAX_BYTES = 5_242_880  # Image.Bytes: "Maximum length of 5242880"
@@ -52,6 +63,9 @@ MIN_SIDE = 80
 MAX_SIDE = 10_000
 MAX_LABELS_LIMIT = 1000  # "The default and upper limit is 1000 labels"
 DEFAULT_MIN_CONFIDENCE = 55.0
+DEFAULT_MODERATION_MIN_CONFIDENCE = 50.0  # "greater than or equal to 50 percent"
+MODERATION_MODEL_VERSION = "7.0"
+MODERATION_MIN_EXCESS = 24
 IMAGE_CONFIDENCE = 99.0
 LABEL_MODEL_VERSION = "3.0"
 HOLD_LIMIT_SECONDS = 300  # a held request is answered after this even if never released
@@ -61,7 +75,9 @@ HOLD_LIMIT_SECONDS = 300  # a held request is answered after this even if never 
 DEFAULT_STATUS = {"ThrottlingException": 500, "InternalServerError": 500}
 
 MESSAGES = {
-    "AccessDeniedException": "User is not authorized to perform: rekognition:DetectLabels",
+    "AccessDeniedException": "User is not authorized to perform this action",
+    "HumanLoopQuotaExceededException": "The number of in-progress human reviews you have "
+    "has exceeded the number allowed.",
     "ImageTooLargeException": "Image size is too large.",
     "InternalServerError": "Internal server error",
     "InvalidImageFormatException": "Request has invalid image format",
@@ -214,7 +230,11 @@ class FakeRekognition:
                 raise injected
             if parse_error is not None:
                 raise parse_error
-            if target != TARGET:
+            operations = {
+                TARGET: self.detect_labels,
+                MODERATION_TARGET: self.detect_moderation_labels,
+            }
+            if target not in operations:
                 raise RekognitionError(
                     "UnknownOperationException", f"Unknown operation {target}", 400
                 )
@@ -222,7 +242,7 @@ class FakeRekognition:
                 raise RekognitionError(
                     "SerializationException", f"Content-Type must be {CONTENT_TYPE}", 400
                 )
-            result = self.detect_labels(body)
+            result = operations[target](body)
         except RekognitionError as exc:
             record.status, record.error = exc.status, exc.code
             record.response = {
@@ -245,17 +265,21 @@ class FakeRekognition:
             raise RekognitionError(
                 "InvalidParameterException", f"MaxLabels must be 0..{MAX_LABELS_LIMIT}"
             )
-        min_confidence = body.get("MinConfidence", DEFAULT_MIN_CONFIDENCE)
-        if (
-            isinstance(min_confidence, bool)
-            or not isinstance(min_confidence, int | float)
-            or not 0 <= min_confidence <= 100
-        ):
-            raise RekognitionError("InvalidParameterException", "MinConfidence must be 0..100")
+        min_confidence = _min_confidence(body, DEFAULT_MIN_CONFIDENCE)
         data = self._image_data(body.get("Image"))
         labels = _labels_for(_open(data))
         labels = [label for label in labels if label["Confidence"] >= min_confidence]
         return {"Labels": labels[:max_labels], "LabelModelVersion": LABEL_MODEL_VERSION}
+
+    def detect_moderation_labels(self, body: dict[str, Any]) -> dict[str, Any]:
+        min_confidence = _min_confidence(body, DEFAULT_MODERATION_MIN_CONFIDENCE)
+        data = self._image_data(body.get("Image"))
+        labels = _moderation_labels_for(_open(data))
+        return {
+            "ModerationLabels": [m for m in labels if m["Confidence"] >= min_confidence],
+            "ModerationModelVersion": MODERATION_MODEL_VERSION,
+            "ContentTypes": [],
+        }
 
     def _image_data(self, image: Any) -> bytes:
         if not isinstance(image, dict) or ("Bytes" in image) == ("S3Object" in image):
@@ -312,6 +336,13 @@ class FakeRekognition:
             return self._s3
 
 
+def _min_confidence(body: dict[str, Any], default: float) -> float:
+    value = body.get("MinConfidence", default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100:
+        raise RekognitionError("InvalidParameterException", "MinConfidence must be 0..100")
+    return float(value)
+
+
 def _open(data: bytes) -> Image.Image:
     """The image if Rekognition would take it; its documented error otherwise."""
     if not (data.startswith(b"\xff\xd8\xff") or data.startswith(b"\x89PNG\r\n\x1a\n")):
@@ -339,14 +370,35 @@ def _open(data: bytes) -> Image.Image:
     return image
 
 
-def _labels_for(image: Image.Image) -> list[dict[str, Any]]:
+def _mean_colour(image: Image.Image) -> list[float]:
     try:
         image.draft("RGB", (64, 64))
         small = image.convert("RGB")
         small.thumbnail((64, 64))
     except Exception as exc:  # truncated or corrupt pixel data
         raise RekognitionError("InvalidImageFormatException") from exc
-    mean = ImageStat.Stat(small).mean
+    return ImageStat.Stat(small).mean
+
+
+def _moderation_labels_for(image: Image.Image) -> list[dict[str, Any]]:
+    red, green, blue = _mean_colour(image)
+    excess = min(red, blue) - green
+    if excess < MODERATION_MIN_EXCESS:  # JPEG shifts colours a little: grey stays clean
+        return []
+    confidence = 50 + 49.5 * excess / 255
+    return [
+        {"Name": "Explicit", "Confidence": confidence, "ParentName": "", "TaxonomyLevel": 1},
+        {
+            "Name": "Explicit Nudity",
+            "Confidence": confidence - 0.5,
+            "ParentName": "Explicit",
+            "TaxonomyLevel": 2,
+        },
+    ]
+
+
+def _labels_for(image: Image.Image) -> list[dict[str, Any]]:
+    mean = _mean_colour(image)
     order = sorted(range(3), key=lambda i: mean[i], reverse=True)
     top, second, low = (mean[i] for i in order)
     if top - low < 24:

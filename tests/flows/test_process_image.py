@@ -225,7 +225,8 @@ def test_run_without_etag_processes_the_current_object(upload) -> None:
 
 
 def test_labels_are_recorded_when_rekognition_answers(upload, configure, fake_rekognition):
-    configure(labels="rekognition", rekognition_endpoint_url=fake_rekognition.url)
+    # Moderation off: the injected errors are for the labels step (tests/flows/test_moderation.py).
+    configure(labels="rekognition", moderation="off", rekognition_endpoint_url=fake_rekognition.url)
     _, item = run(unique_key("photo.jpg"), SAMPLES["photo.jpg"], upload)
 
     labels = item["extracted_metadata"]["rekognition_labels"]
@@ -238,7 +239,8 @@ def test_labels_are_recorded_when_rekognition_answers(upload, configure, fake_re
 def test_rekognition_error_is_recorded_not_swallowed(
     upload, configure, fake_rekognition, caplog
 ) -> None:
-    configure(labels="rekognition", rekognition_endpoint_url=fake_rekognition.url)
+    # Moderation off: the injected errors are for the labels step (tests/flows/test_moderation.py).
+    configure(labels="rekognition", moderation="off", rekognition_endpoint_url=fake_rekognition.url)
     denial = (
         "User: arn:aws:sts::123456789012:assumed-role/image-pipeline-worker/i-0abc is not "
         "authorized to perform: rekognition:DetectLabels"

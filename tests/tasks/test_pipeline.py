@@ -8,20 +8,30 @@ from image_pipeline.errors import ImageRejected
 from tasks.pipeline import STEPS, failure_fields
 from tasks.policies import retry_transient
 
-# The original state machine's order, with the claim before and the store after, and the
-# fingerprint (which `labels` reads) after the thumbnails (which make the placeholder too).
+# The original state machine's order, with the claim before and the store after,
+# moderation before the thumbnails it may quarantine, and the fingerprint (which `labels`
+# reads) after the thumbnails (which make the placeholder too).
 ORDER = [
     "claim-record",
     "validate",
+    "moderation",
     "thumbnails",
     "fingerprint",
     "metadata",
     "labels",
     "store",
 ]
-# Steps that talk to AWS retry transient errors with backoff; metadata has
-# no network (the fingerprint looks its digest up in DynamoDB).
-NETWORK_STEPS = {"claim-record", "validate", "thumbnails", "fingerprint", "labels", "store"}
+# Steps that talk to AWS retry transient errors with backoff; metadata has no network (the
+# fingerprint looks its digest up in DynamoDB).
+NETWORK_STEPS = {
+    "claim-record",
+    "validate",
+    "moderation",
+    "thumbnails",
+    "fingerprint",
+    "labels",
+    "store",
+}
 
 
 def test_the_steps_are_the_state_machine_in_order() -> None:
