@@ -60,6 +60,18 @@ OTHER_SIGNATURES = (
 NETPBM = re.compile(rb"P[1-7]\s")
 AVIF_BRANDS = (b"avif", b"avis")  # only reached when this Pillow cannot read AVIF
 SVG_SCAN_BYTES = 4096  # where an SVG's root element must start, after the XML prolog
+# Pillow's words for a valid file in a variant of an accepted format that it cannot read
+# (JPEG or PNG inside a BMP, an unusual bitfields mask, 64-bit BMP, JPEG XR in a TIFF): not
+# damage, so UnsupportedFormat with Pillow's message, which names the variant. Other
+# "Unsupported" messages (a BMP header size or palette size no writer makes) stay corruption.
+UNSUPPORTED_VARIANTS = (
+    "Unsupported BMP bitfields layout",
+    "Unsupported BMP compression",
+    "Unsupported BMP pixel depth",
+    "Windows Media Photo files not yet supported",
+)
+# BMP compression codes Pillow has no decoder for, named in the message (BI_JPEG, BI_PNG).
+BMP_COMPRESSIONS = {"(4)": "(4: JPEG inside BMP)", "(5)": "(5: PNG inside BMP)"}
 
 # What Pillow and its plugins raise for bad data while parsing or decoding; libavif's failures
 # ("Failed to decode image: ...") arrive as RuntimeError. Anything else (MemoryError, a bug of
@@ -163,7 +175,7 @@ def _open(data: bytes, max_pixels: int) -> ImageFile.ImageFile:
             "CorruptImage", f"The file has a {formats[0]} signature but its header is damaged."
         ) from None
     except DECODE_ERRORS as exc:
-        raise _corrupt(exc) from exc
+        raise _decode_error(exc, formats[0]) from exc
 
 
 def _sniff(data: bytes) -> tuple[str, ...]:
@@ -210,6 +222,19 @@ def _unsupported(fmt: str) -> ImageRejected:
         "UnsupportedFormat",
         f"The file is in {fmt} format, which is not accepted (accepted: {accepted}).",
     )
+
+
+def _decode_error(exc: BaseException, fmt: str) -> ImageRejected:
+    """Pillow refused the file: a variant it cannot read (named), else damage."""
+    detail = " ".join(str(exc).split())
+    if isinstance(exc, OSError) and detail.startswith(UNSUPPORTED_VARIANTS):
+        for code, named in BMP_COMPRESSIONS.items():
+            detail = detail.replace(f"compression {code}", f"compression {named}")
+        return ImageRejected(
+            "UnsupportedFormat",
+            f"The file is a {fmt} in a variant that cannot be read ({detail}).",
+        )
+    return _corrupt(exc)
 
 
 def _corrupt(exc: BaseException) -> ImageRejected:
@@ -265,7 +290,7 @@ def _load(im: ImageFile.ImageFile, max_pixels: int) -> None:
     except BOMB as exc:
         raise _bomb(exc, max_pixels) from exc
     except DECODE_ERRORS as exc:
-        raise _corrupt(exc) from exc
+        raise _decode_error(exc, im.format or "file") from exc
 
 
 def _frame_count(im: Image.Image) -> int:
