@@ -324,6 +324,17 @@ def bmp_variant(
     return head + info + extra + bytes(rows)
 
 
+def tiff_compressed_as(compression: int, size: Size = (64, 48)) -> bytes:
+    """A TIFF whose Compression tag says `compression` (its data stays uncompressed)."""
+    data = bytearray(encode(picture(size), "TIFF"))
+    first = struct.unpack_from("<I", data, 4)[0]  # Pillow writes little-endian ("II")
+    for entry in range(struct.unpack_from("<H", data, first)[0]):
+        position = first + 2 + 12 * entry
+        if struct.unpack_from("<H", data, position)[0] == 259:  # Compression, a SHORT
+            struct.pack_into("<H", data, position + 8, compression)
+    return bytes(data)
+
+
 def _png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 

@@ -13,7 +13,7 @@ import struct
 import zlib
 
 import pillow_heif
-from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError, features
+from PIL import Image, ImageCms, ImageFile, TiffImagePlugin, UnidentifiedImageError, features
 
 from image_pipeline.errors import ImageRejected
 from image_pipeline.imaging import exif
@@ -70,6 +70,16 @@ UNSUPPORTED_VARIANTS = (
     "Unsupported BMP pixel depth",
     "Windows Media Photo files not yet supported",
 )
+# TIFF compression schemes Pillow does not know (named when a TIFF uses one); other codes
+# are called "not known to Pillow".
+TIFF_COMPRESSIONS = {
+    33003: "JPEG 2000 (Aperio)",
+    33005: "JPEG 2000 (Aperio)",
+    34712: "JPEG 2000",
+    34887: "LERC",
+    34892: "lossy JPEG (DNG)",
+    50002: "JPEG XL",
+}
 # BMP compression codes Pillow has no decoder for, named in the message (BI_JPEG, BI_PNG).
 BMP_COMPRESSIONS = {"(4)": "(4: JPEG inside BMP)", "(5)": "(5: PNG inside BMP)"}
 
@@ -171,11 +181,39 @@ def _open(data: bytes, max_pixels: int) -> ImageFile.ImageFile:
         raise _bomb(exc, max_pixels) from exc
     except UnidentifiedImageError:
         # Pillow's word for a plugin refusing the header behind its own signature.
-        raise ImageRejected(
-            "CorruptImage", f"The file has a {formats[0]} signature but its header is damaged."
-        ) from None
+        raise _refused_header(data, formats[0]) from None
     except DECODE_ERRORS as exc:
         raise _decode_error(exc, formats[0]) from exc
+
+
+def _refused_header(data: bytes, fmt: str) -> ImageRejected:
+    """A TIFF compressed with a scheme Pillow does not know is a variant; else damage."""
+    compression = _tiff_compression(data) if fmt == "TIFF" else None
+    if compression is not None and compression not in TiffImagePlugin.COMPRESSION_INFO:
+        named = TIFF_COMPRESSIONS.get(compression, "not known to Pillow")
+        return ImageRejected(
+            "UnsupportedFormat",
+            f"The file is a TIFF in a variant that cannot be read (compression {compression}: "
+            f"{named}).",
+        )
+    return ImageRejected(
+        "CorruptImage", f"The file has a {fmt} signature but its header is damaged."
+    )
+
+
+def _tiff_compression(data: bytes) -> int | None:
+    """The Compression tag of a TIFF's first directory, read by Pillow's TIFF code; None when
+    the directory cannot be read."""
+    header = data[:16] if data[2:3] == b"+" else data[:8]  # BigTIFF's header is 16 bytes
+    try:
+        directory = TiffImagePlugin.ImageFileDirectory_v2(header)
+        stream = io.BytesIO(data)
+        stream.seek(directory.next)
+        directory.load(stream)
+        compression = directory.get(TiffImagePlugin.COMPRESSION)
+    except (*DECODE_ERRORS, KeyError, TypeError, UserWarning):  # warnings may be errors
+        return None
+    return compression if isinstance(compression, int) else None
 
 
 def _sniff(data: bytes) -> tuple[str, ...]:

@@ -435,6 +435,28 @@ def test_a_bmp_variant_pillow_cannot_read_is_unsupported_not_corrupt(
     assert error.message == f"The file is a BMP in a variant that cannot be read ({variant})."
 
 
+@pytest.mark.parametrize(
+    ("compression", "named"),
+    [(34712, "JPEG 2000"), (34887, "LERC"), (40000, "not known to Pillow")],
+)
+def test_a_tiff_compressed_with_a_scheme_pillow_does_not_know_is_unsupported(
+    compression: int, named: str
+) -> None:
+    error = rejected(images.tiff_compressed_as(compression))
+
+    assert error.error_type == "UnsupportedFormat"
+    assert error.message == (
+        f"The file is a TIFF in a variant that cannot be read (compression {compression}: {named})."
+    )
+
+
+def test_a_tiff_whose_directory_cannot_be_read_is_still_corrupt() -> None:
+    error = rejected(images.tiff_compressed_as(34712)[:12])  # the directory is cut off
+
+    assert error.error_type == "CorruptImage"
+    assert error.message == "The file has a TIFF signature but its header is damaged."
+
+
 def test_a_bmp_header_no_writer_makes_is_still_corrupt() -> None:
     data = bytearray(images.bmp_variant())
     data[14:18] = (41).to_bytes(4, "little")  # an info header size that does not exist
