@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from prefect import flow
 
 from image_pipeline.outcomes import Summary
+from tasks.progress import Progress
 from tasks.reconcile import (
     find_lost_images,
     find_stuck_images,
@@ -38,16 +39,23 @@ def reconcile_stuck_images(
     is over (crashed, failed, cancelled, completed) or unknown to the server, and the
     images without an item whose run crashed in the last `lost_within_hours`; publish
     their failure notices. `key_prefix` narrows the images; `dry_run` only reports."""
+    subject = f"Stuck or unrecorded images under {key_prefix or '(all keys)'!r}"
     stuck = find_stuck_images(int(time.time() - older_than_minutes * 60), key_prefix, limit)
-    verdicts = judge_runs(stuck) if stuck else {}
-    outcomes = [settle_stuck(image, verdicts[image.flow_run_id], dry_run) for image in stuck]
     since = datetime.now(UTC) - timedelta(hours=lost_within_hours)
-    lost = [settle_lost(image, dry_run) for image in find_lost_images(since, key_prefix, limit)]
-    outcomes += [outcome for outcome in lost if outcome is not None]
+    lost = find_lost_images(since, key_prefix, limit)
+    verdicts = judge_runs(stuck) if stuck else {}
+    progress = Progress.start("reconcile-stuck-images", subject, len(stuck) + len(lost))
+    outcomes = []
+    for image in stuck:
+        outcomes.append(settle_stuck(image, verdicts[image.flow_run_id], dry_run))
+        progress.advance()
+    for lost_image in lost:
+        outcomes.append(settle_lost(lost_image, dry_run))
+        progress.advance()
     summary = Summary(
-        subject=f"Stuck or unrecorded images under {key_prefix or '(all keys)'!r}",
+        subject=subject,
         dry_run=dry_run,
-        outcomes=outcomes,
+        outcomes=[outcome for outcome in outcomes if outcome is not None],
     )
     publish_summary(summary, "reconcile-stuck-images")
     return summary

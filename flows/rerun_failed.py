@@ -19,6 +19,7 @@ from image_pipeline.catalog import epoch_seconds
 from image_pipeline.records import FAILED
 from image_pipeline.reruns import Failure, RerunSummary, summarize
 from tasks.catalog import find_images
+from tasks.progress import Progress
 from tasks.reruns import find_runs_in_the_way, start_reruns
 from tasks.summary import publish_summary
 
@@ -48,16 +49,19 @@ def rerun_failed_images(
         updated_after=epoch_seconds(failed_after),
         updated_before=epoch_seconds(failed_before),
     )
+    subject = f"Failed images under {key_prefix or '(all keys)'!r}"
     images = [Failure.from_item(item) for item in found.items]
+    progress = Progress.start("rerun-failed-images", subject, len(images))
     in_the_way = find_runs_in_the_way(images) if images else {}
+    progress.advance(len(in_the_way))  # skipped: done
     to_start = [image for image in images if image.key not in in_the_way]
-    started = None if dry_run else (start_reruns(to_start) if to_start else [])
+    if dry_run:
+        started = None
+        progress.advance(len(to_start))  # reported, not started
+    else:
+        started = start_reruns(to_start, progress) if to_start else []
     summary = summarize(
-        images,
-        in_the_way,
-        started,
-        subject=f"Failed images under {key_prefix or '(all keys)'!r}",
-        more_match=found.next_cursor is not None,
+        images, in_the_way, started, subject=subject, more_match=found.next_cursor is not None
     )
     publish_summary(summary, "rerun-failed-images")
     return summary

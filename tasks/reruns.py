@@ -12,6 +12,7 @@ from image_pipeline.outcomes import RunRef
 from image_pipeline.reruns import SKIPPED_RERUN_BEFORE, SKIPPED_RUNNING, Failure
 from image_pipeline.runs import PROCESS_IMAGE_DEPLOYMENT, runs_by_idempotency_key, unfinished_runs
 from tasks.policies import PREFECT_API_RETRIES
+from tasks.progress import Progress
 
 
 @task(
@@ -36,15 +37,17 @@ def find_runs_in_the_way(images: list[Failure]) -> dict[str, tuple[str, RunRef]]
 
 
 @task(name="start-reruns", **PREFECT_API_RETRIES, cache_policy=NO_CACHE, persist_result=False)
-def start_reruns(images: list[Failure]) -> list[RunRef]:
+def start_reruns(images: list[Failure], progress: Progress) -> list[RunRef]:
     """One process-image run per image, for the object as it is now (`etag` None).
 
     Each run's idempotency key names the failure it reruns, so a retry of this task (or
-    of the flow) finds the runs it already created instead of making new ones.
+    of the flow) finds the runs it already created instead of making new ones. `images`
+    are the last of `progress`'s images: those before them are done.
     """
     logger = get_run_logger()
     started = []
-    for image in images:
+    first = progress.total - len(images)
+    for done, image in enumerate(images, start=first + 1):
         run = run_deployment(
             name=PROCESS_IMAGE_DEPLOYMENT,
             parameters={"bucket": image.bucket, "key": image.key, "etag": None},
@@ -56,4 +59,5 @@ def start_reruns(images: list[Failure]) -> list[RunRef]:
         )
         logger.info("Started %s for %s (failed with %s).", run.id, image.key, image.error_type)
         started.append(RunRef.of(run))
+        progress.reach(done)
     return started

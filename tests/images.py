@@ -305,6 +305,36 @@ def tiff_with_broken_second_frame(size: Size = (64, 48)) -> bytes:
     return bytes(data)
 
 
+def bmp_variant(
+    *, bits: int = 24, compression: int = 0, masks: tuple[int, ...] = (), size: Size = (4, 2)
+) -> bytes:
+    """A BMP written by hand: a BITMAPINFOHEADER with `compression` and `bits`, the colour
+    `masks` after it (for compression 3, BI_BITFIELDS), then zeroed pixel rows.
+
+    compression=4 (BI_JPEG) and 5 (BI_PNG) or masks like 4-4-4 are valid BMPs Pillow cannot read.
+    """
+    width, height = size
+    rows = ((width * bits + 31) // 32 * 4) * height
+    extra = struct.pack(f"<{len(masks)}I", *masks)
+    offset = 14 + 40 + len(extra)
+    info = struct.pack(
+        "<IiiHHIIiiII", 40, width, height, 1, bits, compression, rows, 2835, 2835, 0, 0
+    )
+    head = b"BM" + struct.pack("<IHHI", offset + rows, 0, 0, offset)
+    return head + info + extra + bytes(rows)
+
+
+def tiff_compressed_as(compression: int, size: Size = (64, 48)) -> bytes:
+    """A TIFF whose Compression tag says `compression` (its data stays uncompressed)."""
+    data = bytearray(encode(picture(size), "TIFF"))
+    first = struct.unpack_from("<I", data, 4)[0]  # Pillow writes little-endian ("II")
+    for entry in range(struct.unpack_from("<H", data, first)[0]):
+        position = first + 2 + 12 * entry
+        if struct.unpack_from("<H", data, position)[0] == 259:  # Compression, a SHORT
+            struct.pack_into("<H", data, position + 8, compression)
+    return bytes(data)
+
+
 def _png_chunk(kind: bytes, body: bytes) -> bytes:
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 

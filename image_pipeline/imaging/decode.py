@@ -13,7 +13,7 @@ import struct
 import zlib
 
 import pillow_heif
-from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError, features
+from PIL import Image, ImageCms, ImageFile, TiffImagePlugin, UnidentifiedImageError, features
 
 from image_pipeline.errors import ImageRejected
 from image_pipeline.imaging import exif
@@ -60,6 +60,28 @@ OTHER_SIGNATURES = (
 NETPBM = re.compile(rb"P[1-7]\s")
 AVIF_BRANDS = (b"avif", b"avis")  # only reached when this Pillow cannot read AVIF
 SVG_SCAN_BYTES = 4096  # where an SVG's root element must start, after the XML prolog
+# Pillow's words for a valid file in a variant of an accepted format that it cannot read
+# (JPEG or PNG inside a BMP, an unusual bitfields mask, 64-bit BMP, JPEG XR in a TIFF): not
+# damage, so UnsupportedFormat with Pillow's message, which names the variant. Other
+# "Unsupported" messages (a BMP header size or palette size no writer makes) stay corruption.
+UNSUPPORTED_VARIANTS = (
+    "Unsupported BMP bitfields layout",
+    "Unsupported BMP compression",
+    "Unsupported BMP pixel depth",
+    "Windows Media Photo files not yet supported",
+)
+# TIFF compression schemes Pillow does not know (named when a TIFF uses one); other codes
+# are called "not known to Pillow".
+TIFF_COMPRESSIONS = {
+    33003: "JPEG 2000 (Aperio)",
+    33005: "JPEG 2000 (Aperio)",
+    34712: "JPEG 2000",
+    34887: "LERC",
+    34892: "lossy JPEG (DNG)",
+    50002: "JPEG XL",
+}
+# BMP compression codes Pillow has no decoder for, named in the message (BI_JPEG, BI_PNG).
+BMP_COMPRESSIONS = {"(4)": "(4: JPEG inside BMP)", "(5)": "(5: PNG inside BMP)"}
 
 # What Pillow and its plugins raise for bad data while parsing or decoding; libavif's failures
 # ("Failed to decode image: ...") arrive as RuntimeError. Anything else (MemoryError, a bug of
@@ -159,11 +181,39 @@ def _open(data: bytes, max_pixels: int) -> ImageFile.ImageFile:
         raise _bomb(exc, max_pixels) from exc
     except UnidentifiedImageError:
         # Pillow's word for a plugin refusing the header behind its own signature.
-        raise ImageRejected(
-            "CorruptImage", f"The file has a {formats[0]} signature but its header is damaged."
-        ) from None
+        raise _refused_header(data, formats[0]) from None
     except DECODE_ERRORS as exc:
-        raise _corrupt(exc) from exc
+        raise _decode_error(exc, formats[0]) from exc
+
+
+def _refused_header(data: bytes, fmt: str) -> ImageRejected:
+    """A TIFF compressed with a scheme Pillow does not know is a variant; else damage."""
+    compression = _tiff_compression(data) if fmt == "TIFF" else None
+    if compression is not None and compression not in TiffImagePlugin.COMPRESSION_INFO:
+        named = TIFF_COMPRESSIONS.get(compression, "not known to Pillow")
+        return ImageRejected(
+            "UnsupportedFormat",
+            f"The file is a TIFF in a variant that cannot be read (compression {compression}: "
+            f"{named}).",
+        )
+    return ImageRejected(
+        "CorruptImage", f"The file has a {fmt} signature but its header is damaged."
+    )
+
+
+def _tiff_compression(data: bytes) -> int | None:
+    """The Compression tag of a TIFF's first directory, read by Pillow's TIFF code; None when
+    the directory cannot be read."""
+    header = data[:16] if data[2:3] == b"+" else data[:8]  # BigTIFF's header is 16 bytes
+    try:
+        directory = TiffImagePlugin.ImageFileDirectory_v2(header)
+        stream = io.BytesIO(data)
+        stream.seek(directory.next)
+        directory.load(stream)
+        compression = directory.get(TiffImagePlugin.COMPRESSION)
+    except (*DECODE_ERRORS, KeyError, TypeError, UserWarning):  # warnings may be errors
+        return None
+    return compression if isinstance(compression, int) else None
 
 
 def _sniff(data: bytes) -> tuple[str, ...]:
@@ -210,6 +260,19 @@ def _unsupported(fmt: str) -> ImageRejected:
         "UnsupportedFormat",
         f"The file is in {fmt} format, which is not accepted (accepted: {accepted}).",
     )
+
+
+def _decode_error(exc: BaseException, fmt: str) -> ImageRejected:
+    """Pillow refused the file: a variant it cannot read (named), else damage."""
+    detail = " ".join(str(exc).split())
+    if isinstance(exc, OSError) and detail.startswith(UNSUPPORTED_VARIANTS):
+        for code, named in BMP_COMPRESSIONS.items():
+            detail = detail.replace(f"compression {code}", f"compression {named}")
+        return ImageRejected(
+            "UnsupportedFormat",
+            f"The file is a {fmt} in a variant that cannot be read ({detail}).",
+        )
+    return _corrupt(exc)
 
 
 def _corrupt(exc: BaseException) -> ImageRejected:
@@ -265,7 +328,7 @@ def _load(im: ImageFile.ImageFile, max_pixels: int) -> None:
     except BOMB as exc:
         raise _bomb(exc, max_pixels) from exc
     except DECODE_ERRORS as exc:
-        raise _corrupt(exc) from exc
+        raise _decode_error(exc, im.format or "file") from exc
 
 
 def _frame_count(im: Image.Image) -> int:

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 from prefect.states import Cancelled, Completed, Crashed, Failed, Running, Scheduled, State
 
 import flows.reconcile
@@ -27,6 +26,7 @@ from image_pipeline.outcomes import Summary
 from image_pipeline.records import mark_processing, read_item, to_dynamo
 from image_pipeline.settings import get_settings
 from tasks.reconcile import judge_runs
+from tests.flows.artifacts import artifacts_of, progress_logged
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "aws_stack")
 
@@ -126,13 +126,13 @@ def test_marks_images_of_finished_runs_failed_and_leaves_the_rest(
         key for key, (action, _) in expected.items() if action == "marked FAILED"
     )
     assert {n["Subject"] for n in notices} == {"FAILURE: Image Processing Error"}
-    with get_client(sync_client=True) as prefect:
-        [artifact] = prefect.read_artifacts(
-            artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
-            )
-        )
+    [artifact] = artifacts_of(state.state_details.flow_run_id, "table")
     assert artifact.key == "reconcile-stuck-images" and "5 marked FAILED" in artifact.description
+    # 7 stuck images, no lost one: progress image by image, in the log and on the server.
+    assert progress_logged(caplog, "Stuck or unrecorded") == [(n, 7 - n) for n in range(8)]
+    [progress] = artifacts_of(state.state_details.flow_run_id, "progress")
+    assert progress.key == "reconcile-stuck-images-progress" and progress.data == 100
+    assert progress.description.endswith(": 7 of 7 images done, 0 left.")
 
     again = reconcile_stuck_images(key_prefix=prefix)  # nothing more to do
     assert {action for action, _ in by_key(again).values()} == {"left alone: run not finished"}

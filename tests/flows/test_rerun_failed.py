@@ -6,6 +6,7 @@ starts stays Scheduled: the tests read them back from the server.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -15,8 +16,6 @@ from uuid import UUID
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
-    ArtifactFilter,
-    ArtifactFilterFlowRunId,
     DeploymentFilter,
     DeploymentFilterId,
 )
@@ -30,6 +29,7 @@ from flows.rerun_failed import rerun_failed_images
 from image_pipeline.aws import client
 from image_pipeline.records import read_item, to_dynamo
 from image_pipeline.settings import get_settings
+from tests.flows.artifacts import artifacts_of, progress_logged
 from tests.flows.runner import run_process_image
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "aws_stack")
@@ -106,15 +106,12 @@ def test_dry_run_lists_failed_images_newest_first_and_starts_nothing(
         ("CorruptImage", "validate")
     }
     assert all(runs == [] for runs in runs_for(deployment, failed).values())
-    with get_client(sync_client=True) as prefect:
-        [artifact] = prefect.read_artifacts(
-            artifact_filter=ArtifactFilter(
-                flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])
-            )
-        )
+    [artifact] = artifacts_of(state.state_details.flow_run_id, "table")
     assert artifact.type == "table" and artifact.key == "rerun-failed-images"
     assert all(key in str(artifact.data) for key in failed)
     assert "Dry run" in artifact.description
+    [progress] = artifacts_of(state.state_details.flow_run_id, "progress")
+    assert progress.data == 100 and progress.description.endswith("3 of 3 images done, 0 left.")
 
 
 def test_filters_by_error_type_time_and_limit(deployment: UUID, prefix: str) -> None:
@@ -136,11 +133,19 @@ def test_filters_by_error_type_time_and_limit(deployment: UUID, prefix: str) -> 
 
 
 def test_starts_one_scheduled_run_per_image_and_never_a_second(
-    deployment: UUID, failed: list[str], prefix: str
+    deployment: UUID, failed: list[str], prefix: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    summary = rerun_failed_images(key_prefix=prefix)
+    with caplog.at_level(logging.INFO):
+        state = rerun_failed_images(key_prefix=prefix, return_state=True)
+    summary = state.result()
 
     assert summary.started == failed
+    # Progress, run by run, in the log and in the progress artifact the server keeps.
+    assert progress_logged(caplog, "Failed images") == [(0, 3), (1, 2), (2, 1), (3, 0)]
+    [progress] = artifacts_of(state.state_details.flow_run_id, "progress")
+    assert progress.key == "rerun-failed-images-progress" and progress.data == 100
+    assert progress.description.endswith(": 3 of 3 images done, 0 left.")
+    caplog.clear()
     runs = runs_for(deployment, [*failed, f"{prefix}done.jpg", f"{prefix}busy.jpg"])
     for key in failed:
         [run] = runs[key]
@@ -157,6 +162,7 @@ def test_starts_one_scheduled_run_per_image_and_never_a_second(
     again = rerun_failed_images(key_prefix=prefix)
 
     assert again.started == [] and again.skipped_running == failed
+    assert progress_logged(caplog, "Failed images") == [(0, 3), (3, 0)]  # all skipped: done
     assert {o.flow_run.id for o in again.outcomes} == {str(runs[k][0].id) for k in failed}
     assert all(len(runs) == 1 for runs in runs_for(deployment, failed).values())
 

@@ -5,6 +5,7 @@ Outcomes (input → error_type: message):
     empty file                      → EmptyFile: The file is 0 bytes long.
     text named .jpg, HTML named .png → NotAnImage: ... starts with no known image signature.
     PDF named .jpg                  → UnsupportedFormat: The file is in PDF format, ...
+    BMP with an odd bitfields mask  → UnsupportedFormat: The file is a BMP in a variant ...
     truncated JPEG / PNG            → CorruptImage: The image data is truncated or corrupt (...)
     PNG declaring 30000x30000       → TooManyPixels: The image has more than twice the limit ...
     GIF with a 60000x60000 frame    → TooManyPixels: The image has more than twice the limit ...
@@ -71,6 +72,13 @@ BAD_CONTENT = [
     pytest.param("text.jpg", images.TEXT, "NotAnImage", "not an image", id="text-as-jpg"),
     pytest.param("page.png", images.HTML, "NotAnImage", "not an image", id="html-as-png"),
     pytest.param("document.jpg", images.pdf(), "UnsupportedFormat", "PDF", id="pdf-as-jpg"),
+    pytest.param(
+        "rgb444.bmp",
+        images.bmp_variant(bits=16, compression=3, masks=(0xF00, 0xF0, 0xF)),
+        "UnsupportedFormat",
+        "a BMP in a variant that cannot be read (Unsupported BMP bitfields layout)",
+        id="bmp-bitfields-variant",
+    ),
     pytest.param(
         "cut.jpg",
         images.truncate(images.jpeg((640, 480))),

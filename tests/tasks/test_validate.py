@@ -29,6 +29,16 @@ def test_validate_rejects_what_is_no_image(work_for: MakeWork) -> None:
     assert caught.value.error_type == "NotAnImage"
 
 
+def test_validate_names_a_bmp_variant_it_cannot_read(work_for: MakeWork) -> None:
+    data = images.bmp_variant(compression=4)  # BI_JPEG: a valid BMP wrapping a JPEG
+    state = validate.fn(work_for(data, "scan.bmp"))
+    assert isinstance(state, State) and state.is_failed()
+    assert state.message == (
+        "UnsupportedFormat: The file is a BMP in a variant that cannot be read "
+        "(Unsupported BMP compression (4: JPEG inside BMP))."
+    )
+
+
 def test_other_errors_are_raised_as_before(work_for: MakeWork) -> None:
     work = work_for(images.png(), "gone.png")
     client("s3").delete_object(Bucket=work.source.bucket, Key=work.source.key)

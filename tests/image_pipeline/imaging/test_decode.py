@@ -414,6 +414,61 @@ def test_what_is_not_an_accepted_image(data: bytes, error_type: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("data", "variant"),
+    [
+        (images.bmp_variant(compression=4), "Unsupported BMP compression (4: JPEG inside BMP)"),
+        (images.bmp_variant(compression=5), "Unsupported BMP compression (5: PNG inside BMP)"),
+        (
+            images.bmp_variant(bits=16, compression=3, masks=(0xF00, 0xF0, 0xF)),  # RGB 4-4-4
+            "Unsupported BMP bitfields layout",
+        ),
+        (images.bmp_variant(bits=64), "Unsupported BMP pixel depth (64)"),
+    ],
+    ids=["jpeg-in-bmp", "png-in-bmp", "bitfields-444", "64-bit"],
+)
+def test_a_bmp_variant_pillow_cannot_read_is_unsupported_not_corrupt(
+    data: bytes, variant: str
+) -> None:
+    error = rejected(data)
+
+    assert error.error_type == "UnsupportedFormat"
+    assert error.message == f"The file is a BMP in a variant that cannot be read ({variant})."
+
+
+@pytest.mark.parametrize(
+    ("compression", "named"),
+    [(34712, "JPEG 2000"), (34887, "LERC"), (40000, "not known to Pillow")],
+)
+def test_a_tiff_compressed_with_a_scheme_pillow_does_not_know_is_unsupported(
+    compression: int, named: str
+) -> None:
+    error = rejected(images.tiff_compressed_as(compression))
+
+    assert error.error_type == "UnsupportedFormat"
+    assert error.message == (
+        f"The file is a TIFF in a variant that cannot be read (compression {compression}: {named})."
+    )
+
+
+def test_a_tiff_whose_directory_cannot_be_read_is_still_corrupt() -> None:
+    error = rejected(images.tiff_compressed_as(34712)[:12])  # the directory is cut off
+
+    assert error.error_type == "CorruptImage"
+    assert error.message == "The file has a TIFF signature but its header is damaged."
+
+
+def test_a_bmp_header_no_writer_makes_is_still_corrupt() -> None:
+    data = bytearray(images.bmp_variant())
+    data[14:18] = (41).to_bytes(4, "little")  # an info header size that does not exist
+
+    assert rejected(bytes(data)).error_type == "CorruptImage"
+
+
+def test_the_hand_written_bmp_header_is_itself_readable() -> None:
+    assert run(images.bmp_variant(size=(4, 2))).format == "BMP"  # the variants' baseline
+
+
+@pytest.mark.parametrize(
     ("data", "name"),
     [
         (images.pdf(), "PDF"),
