@@ -12,8 +12,8 @@ from typing import Any
 from urllib.parse import quote
 
 from image_pipeline.aws import presigned_get_url
-from image_pipeline.outcomes import Summary
 from image_pipeline.models import QUARANTINED
+from image_pipeline.outcomes import Summary
 from image_pipeline.settings import get_settings
 
 
