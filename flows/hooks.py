@@ -23,9 +23,12 @@ from image_pipeline.errors import describe_error, describe_run_end, log_error
 from image_pipeline.models import Upload
 from image_pipeline.runs import PROCESS_IMAGES_DEPLOYMENT, SETTLE_SECONDS, failed_step, uploads_of
 from image_pipeline.sources import normalize_etag
-from tasks.pipeline import failure_fields
+from tasks.pipeline import STEPS, failure_fields
 
 logger = logging.getLogger("image_pipeline.hooks")
+
+# What a failure can be blamed on: the source's HEAD and the declared steps.
+STEP_NAMES = frozenset({"source", *(step.name for step in STEPS)})
 
 
 def notify_success(flow: Any, flow_run: FlowRun, state: State) -> None:
@@ -66,7 +69,7 @@ def _record_and_notify(
     settle_seconds: float = SETTLE_SECONDS,
 ) -> None:
     params = flow_run.parameters
-    step = failed_step(flow_run, settle_seconds=settle_seconds)
+    step = failed_step(flow_run, settle_seconds=settle_seconds, steps=STEP_NAMES)
     recorded = records.mark_failed(
         params["bucket"],
         params["key"],
@@ -144,7 +147,7 @@ def _announce(upload: Upload, flow_run: FlowRun, message: str) -> None:
 
 def _fail_and_announce(upload: Upload, flow_run: FlowRun, error_type: str, message: str) -> None:
     # The run is over: its task runs are as settled as they get.
-    step = failed_step(flow_run, settle_seconds=0)
+    step = failed_step(flow_run, settle_seconds=0, steps=STEP_NAMES)
     recorded = records.mark_failed(
         upload.bucket,
         upload.key,

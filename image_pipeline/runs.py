@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +24,7 @@ from prefect.client.schemas.filters import (
     FlowRunFilterStateType,
     TaskRunFilter,
 )
-from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.client.schemas.objects import FlowRun, StateType, TaskRun
 from prefect.client.schemas.sorting import FlowRunSort
 
 from image_pipeline.models import Upload
@@ -144,7 +144,9 @@ def _as_uuid(text: str) -> uuid.UUID | None:
         return None
 
 
-def failed_step(flow_run: FlowRun, *, settle_seconds: float = SETTLE_SECONDS) -> str:
+def failed_step(
+    flow_run: FlowRun, *, settle_seconds: float = SETTLE_SECONDS, steps: Collection[str] = ()
+) -> str:
     """The task that failed (or was running when the process died), from Prefect's records.
 
     Task-run states reach the server as events, recorded asynchronously, so right after a
@@ -169,10 +171,17 @@ def failed_step(flow_run: FlowRun, *, settle_seconds: float = SETTLE_SECONDS) ->
     unfinished = [
         run
         for run in task_runs
-        if run.state and (run.state.is_failed() or run.state.is_crashed() or run.state.is_running())
+        if run.state
+        and (run.state.is_failed() or run.state.is_crashed() or run.state.is_running())
+        # Only steps, when named: a batch's image task (named by its key) runs around them.
+        and (not steps or _task_name(run) in steps)
     ]
     if not unfinished:
         return "flow"
     latest = max(unfinished, key=lambda run: run.expected_start_time or run.created)
+    return _task_name(latest)
+
+
+def _task_name(task_run: TaskRun) -> str:
     # Task run names are "<task name>-<suffix>".
-    return latest.name.rsplit("-", 1)[0]
+    return task_run.name.rsplit("-", 1)[0]

@@ -6,10 +6,8 @@ only its own image, and restarts what it stopped even when it fails.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -41,15 +39,10 @@ def unique_key(name: str) -> str:
     return support.unique_key(name, "outage-")
 
 
-def flow_run_processes(flow_run_id: str) -> list[int]:
-    """The processes the worker started for this flow run (found by their environment)."""
-    needle = f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode()
-    pids = []
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        with contextlib.suppress(OSError):
-            if needle in environ.read_bytes().split(b"\0"):
-                pids.append(int(environ.parent.name))
-    return pids
+def flow_run_process(run: dict[str, Any]) -> int | None:
+    """The process the worker started for this flow run: the pid it recorded on the run."""
+    pid = run.get("infrastructure_pid")
+    return int(pid.rsplit(":", 1)[-1]) if pid else None
 
 
 def test_a_killed_flow_run_process_ends_failed_with_a_notice_and_a_rerun_completes(
@@ -63,10 +56,9 @@ def test_a_killed_flow_run_process_ends_failed_with_a_notice_and_a_rerun_complet
         assert rekognition.held.wait(120), "the run never reached Rekognition"
         assert (status(local, key) or {}).get("overall_processing_status") == "PROCESSING"
         [run] = flow_runs_for(local, key)
-        pids = flow_run_processes(run["id"])
-        assert pids, "no process found for the running flow run"
-        for pid in pids:
-            os.kill(pid, signal.SIGKILL)
+        pid = flow_run_process(run)
+        assert pid, "the worker recorded no process for the running flow run"
+        os.kill(pid, signal.SIGKILL)
         item = wait_for_final(local, key)
     finally:
         rekognition.release()

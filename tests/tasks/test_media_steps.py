@@ -79,6 +79,7 @@ def test_a_duplicate_takes_its_labels_without_calling_rekognition(
     configure(
         labels="rekognition",
         rekognition_endpoint_url=fake_rekognition.url,
+        moderation="off",  # only detect_labels is counted
         skip_labels_of_duplicates="true",
     )
     data = photo()
@@ -100,11 +101,12 @@ def test_labels_come_from_the_oldest_duplicate_that_has_some(
     data = photo()
     configure(labels="off")
     unlabelled = walk(work_for(data, "unlabelled.jpg"))  # recorded with labels off
-    configure(labels="rekognition", rekognition_endpoint_url=fake_rekognition.url)
+    configure(labels="rekognition", rekognition_endpoint_url=fake_rekognition.url, moderation="off")
     labelled = walk(work_for(data, "labelled.jpg"))  # a duplicate, labelled by Rekognition
     configure(
         labels="rekognition",
         rekognition_endpoint_url=fake_rekognition.url,
+        moderation="off",  # only detect_labels is counted
         skip_labels_of_duplicates="true",
     )
     third = walk(work_for(data, "third.jpg"))
@@ -120,7 +122,7 @@ def test_labels_come_from_the_oldest_duplicate_that_has_some(
 def test_without_the_setting_a_duplicate_is_labelled_by_rekognition(
     work_for: MakeWork, configure, fake_rekognition
 ) -> None:
-    configure(labels="rekognition", rekognition_endpoint_url=fake_rekognition.url)
+    configure(labels="rekognition", rekognition_endpoint_url=fake_rekognition.url, moderation="off")
     data = photo()
     walk(work_for(data, "one.jpg"))
     second = walk(work_for(data, "two.jpg"))
