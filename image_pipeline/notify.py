@@ -49,9 +49,13 @@ def _attributes(**values: str) -> dict[str, dict[str, str]]:
     }
 
 
+def _thumbnail_lines(item: dict[str, Any]) -> str:
+    return "\n".join(f"  {size}: {uri}" for size, uri in item.get("thumbnails", {}).items())
+
+
 def publish_success(item: dict[str, Any]) -> str:
     key = item["ImageKey"]
-    thumbnails = "\n".join(f"  {size}: {uri}" for size, uri in item.get("thumbnails", {}).items())
+    thumbnails = _thumbnail_lines(item)
     body = (
         f"Image processing completed successfully for {key}.\n\n"
         f"Image: s3://{item['s3_bucket_original']}/{key}\n"
@@ -85,7 +89,7 @@ def publish_moderation(item: dict[str, Any]) -> str:
         if status == "FLAGGED"
         else f"The check failed: {item.get('moderation_error', 'unknown error')}\n"
     )
-    thumbnails = "\n".join(f"  {size}: {uri}" for size, uri in item.get("thumbnails", {}).items())
+    thumbnails = _thumbnail_lines(item)
     body = (
         f"The thumbnails of {key} were quarantined by moderation ({status}).\n\n"
         f"Image: s3://{item['s3_bucket_original']}/{key}\n"

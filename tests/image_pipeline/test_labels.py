@@ -545,17 +545,18 @@ def test_fake_validates_parameters(
     assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
 
 
-@pytest.mark.parametrize(
-    ("data", "code"),
-    [
-        (encode((100, 100), "GIF"), "InvalidImageFormatException"),
-        (encode((100, 100), "WEBP"), "InvalidImageFormatException"),
-        (b"\xff\xd8\xff\xe0 truncated", "InvalidImageFormatException"),
-        (encode((79, 200), "PNG"), "InvalidParameterException"),
-        (encode((10_001, 80), "PNG"), "ImageTooLargeException"),
-        (b"\x89PNG\r\n\x1a\n" + bytes(5_242_880), "ImageTooLargeException"),
-    ],
-)
+# Rekognition's documented refusals of image bytes, alike for its image operations.
+DOCUMENTED_REFUSALS = [
+    (encode((100, 100), "GIF"), "InvalidImageFormatException"),
+    (encode((100, 100), "WEBP"), "InvalidImageFormatException"),
+    (b"\xff\xd8\xff\xe0 truncated", "InvalidImageFormatException"),
+    (encode((79, 200), "PNG"), "InvalidParameterException"),
+    (encode((10_001, 80), "PNG"), "ImageTooLargeException"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(5_242_880), "ImageTooLargeException"),
+]
+
+
+@pytest.mark.parametrize(("data", "code"), DOCUMENTED_REFUSALS)
 def test_fake_refuses_images_as_documented(
     fake_rekognition: FakeRekognition, data: bytes, code: str
 ) -> None:

@@ -21,6 +21,7 @@ from tasks.moderation import moderate as moderation_step
 from tasks.policies import retry_transient
 from tests.fakes.rekognition import MODERATION_TARGET, FakeRekognition
 from tests.image_pipeline.test_labels import (
+    DOCUMENTED_REFUSALS,
     botocore_attempts,
     encode,
     no_botocore_backoff,  # noqa: F401  (a fixture)
@@ -285,17 +286,7 @@ def test_fake_answers_the_documented_shape_with_default_min_confidence(
     assert min(m["Confidence"] for m in response["ModerationLabels"]) >= 50
 
 
-@pytest.mark.parametrize(
-    ("data", "code"),
-    [
-        (encode((100, 100), "GIF"), "InvalidImageFormatException"),
-        (encode((100, 100), "WEBP"), "InvalidImageFormatException"),
-        (b"\xff\xd8\xff\xe0 truncated", "InvalidImageFormatException"),
-        (encode((79, 200), "PNG"), "InvalidParameterException"),
-        (encode((10_001, 80), "PNG"), "ImageTooLargeException"),
-        (b"\x89PNG\r\n\x1a\n" + bytes(5_242_880), "ImageTooLargeException"),
-    ],
-)
+@pytest.mark.parametrize(("data", "code"), DOCUMENTED_REFUSALS)
 def test_fake_refuses_images_as_documented(
     fake_rekognition: FakeRekognition, data: bytes, code: str
 ) -> None:
