@@ -14,10 +14,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from prefect import get_client
-from prefect.exceptions import ObjectNotFound
-from prefect.settings import PREFECT_API_URL, temporary_settings
-
 from deployments.local import postgres, processes
 from deployments.local.phase import Say, phase
 from deployments.local.processes import REPO
@@ -272,6 +268,12 @@ def _deploy(stack: Stack) -> None:
 def _drop_pool_of_another_type(stack: Stack) -> None:
     """A pool's type cannot change, and a state folder from before the warm worker has a
     `process` pool: delete it, so that it is made again and the deployments move to it."""
+    # Imported here: importing Prefect reads its settings, and `make up` sets the stack's
+    # environment in its own process before its first Prefect call (deployments/local/up.py).
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     with (
         temporary_settings({PREFECT_API_URL: f"{stack.prefect_url}/api"}),
         get_client(sync_client=True) as client,
