@@ -130,3 +130,14 @@ def export_requirements(uv: str, *groups: str) -> set[str]:
         for line in result.stdout.splitlines()
         if "==" in line and not line.startswith(" ")
     }
+
+
+def test_make_up_imports_prefect_only_after_setting_the_stacks_environment() -> None:
+    """Importing Prefect reads its settings: `up` sets the stack's environment in its own
+    process first, so nothing it imports at start may import Prefect (its sample uploads
+    would otherwise look for the credentials block on an ephemeral server)."""
+    probe = "import sys, deployments.local.up; print('prefect' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
