@@ -28,7 +28,7 @@ from tasks.pipeline import STEPS, failure_fields
 logger = logging.getLogger("image_pipeline.hooks")
 
 # What a failure can be blamed on: the source's HEAD and the declared steps.
-STEP_NAMES = frozenset({"source", *(step.name for step in STEPS)})
+STEP_NAMES = frozenset(step.name for step in STEPS)
 
 
 def notify_success(flow: Any, flow_run: FlowRun, state: State) -> None:

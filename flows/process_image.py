@@ -17,10 +17,10 @@ from prefect.states import Failed, State
 
 from flows.hooks import notify_success, record_crash, record_failure
 from image_pipeline.errors import ImageRejected, Superseded
-from image_pipeline.models import ImageWork
+from image_pipeline.models import Upload
 from tasks.pipeline import STEPS, is_done
+from tasks.record import claim_upload
 from tasks.report import publish_failure_report, publish_outcome_report, publish_report
-from tasks.source import describe_source
 
 
 @flow(
@@ -46,27 +46,25 @@ async def process_image(
 
 
 def _run_steps(bucket: str, key: str, etag: str | None, force: bool) -> dict[str, Any] | State:
-    step_name = describe_source.name
+    step = STEPS[0]
     try:
-        source = describe_source(bucket, key, etag)
-        work = ImageWork(source=source, run_id=flow_run.get_id(), force=force)
-        for step in STEPS:
-            step_name = step.name
-            work = step.run(work)
-            if is_done(work):
+        work = claim_upload(Upload(bucket=bucket, key=key, etag=etag), flow_run.get_id(), force)
+        for step in STEPS[1:]:
+            if is_done(work):  # the claim found this version done
                 break
+            work = step.run(work)
     except Superseded as exc:
         get_run_logger().info("Nothing to do: %s", exc)
         publish_outcome_report(key, "SUPERSEDED", str(exc), return_state=True)
         return {"ImageKey": key, "overall_processing_status": "SUPERSEDED", "reason": str(exc)}
     except ImageRejected as rejection:
-        publish_failure_report(key, etag, rejection, step_name, return_state=True)
+        publish_failure_report(key, etag, rejection, step.name, return_state=True)
         # A bad upload is an expected outcome: the run ends Failed with one line naming the
         # error type and the reason, and no traceback. The hooks record and announce it.
         return Failed(message=rejection.summary, data=rejection)
     except Exception as exc:
         # Unexpected: raised as it is, so Prefect logs its traceback; the report says where.
-        publish_failure_report(key, etag, exc, step_name, return_state=True)
+        publish_failure_report(key, etag, exc, step.name, return_state=True)
         raise
     assert work.item is not None
     if step is not STEPS[-1]:

@@ -7,12 +7,13 @@ the same list. A step added here appears everywhere.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from image_pipeline.errors import ImageRejected
 from image_pipeline.models import ImageWork
+from image_pipeline.settings import get_settings
 from tasks.fingerprint import fingerprint
 from tasks.labels import detect_labels
 from tasks.metadata import extract_metadata
@@ -28,6 +29,10 @@ class Step:
     task: Any  # a Prefect task taking and returning ImageWork
     # What the item records besides FAILED when this step rejects the image itself.
     on_rejection: Mapping[str, str] = field(default_factory=dict)
+    # Whether the configuration asks for the step's work. When it does not, the step only
+    # records why (SKIPPED) as a plain call: a task run costs the orchestration about as
+    # much CPU as the image work itself, and would show nothing but the skip.
+    switched_on: Callable[[], bool] = lambda: True
 
     @property
     def name(self) -> str:
@@ -37,7 +42,8 @@ class Step:
     def run(self, work: ImageWork, *, inline: bool = False) -> ImageWork:
         """The step as a task run (or, `inline`, as a plain function): its product, or its
         error raised, including a rejection the step returned as a Failed state."""
-        return raise_rejection(self.task.fn(work) if inline else self.task(work))
+        plain = inline or not self.switched_on()
+        return raise_rejection(self.task.fn(work) if plain else self.task(work))
 
     def failure_fields(self, error: BaseException | None) -> dict[str, str]:
         return dict(self.on_rejection) if isinstance(error, ImageRejected) else {}
@@ -46,11 +52,12 @@ class Step:
 STEPS: tuple[Step, ...] = (
     Step(claim_record),
     Step(validate, on_rejection={"validation_status": "INVALID"}),
-    Step(moderate),  # before the thumbnails, which it may send to quarantine
+    # Before the thumbnails, which it may send to quarantine.
+    Step(moderate, switched_on=lambda: get_settings().moderation_enabled),
     Step(make_thumbnails),
     Step(fingerprint),
     Step(extract_metadata),
-    Step(detect_labels),
+    Step(detect_labels, switched_on=lambda: get_settings().labels_backend != "off"),
     Step(store_record),
 )
 

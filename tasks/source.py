@@ -1,4 +1,4 @@
-"""Where the work starts: the object version a run is about, or every object under a prefix."""
+"""Where a backfill starts: every object under a prefix."""
 
 from __future__ import annotations
 
@@ -8,11 +8,6 @@ from prefect.cache_policies import NO_CACHE
 from image_pipeline import sources
 from image_pipeline.models import SourceObject
 from tasks.policies import TRANSIENT_RETRIES
-
-
-@task(name="source", **TRANSIENT_RETRIES, cache_policy=NO_CACHE, persist_result=False)
-def describe_source(bucket: str, key: str, etag: str | None) -> SourceObject:
-    return sources.head_source(bucket, key, etag)
 
 
 @task(name="list-sources", **TRANSIENT_RETRIES, cache_policy=NO_CACHE, persist_result=False)

@@ -207,6 +207,10 @@ def running(
                     persist=persist,
                 )
             )
+        if stack.env()["IMAGE_PIPELINE_LABELS"] == "local":
+            # Converted now, not by the first flow runs (about 2 s of CPU each).
+            with phase("convert the local labels model", say):
+                _prepare_labels_model(stack)
         with phase("start the Prefect server", say):
             prefect_server = services.enter_context(_prefect_server(stack, database))
         with phase("provision the AWS resources", say):
@@ -231,8 +235,15 @@ SERVER_TUNING = {
 }
 
 
+def _prepare_labels_model(stack: Stack) -> None:
+    from image_pipeline import classifier
+
+    classifier.prepare(Path(stack.env()["IMAGE_PIPELINE_MODEL_CACHE_DIR"]))
+
+
 def _prefect_server(stack: Stack, database_url: str) -> Service:
-    args = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1"]
+    # `prefect server start` with its timestamps written by the stdlib (see the module).
+    args = [sys.executable, "-m", "deployments.prefect_server", "--host", "127.0.0.1"]
     args += ["--port", str(stack.ports.prefect)]
     # Only the server gets the database URL: it carries the password.
     env = {"PREFECT_API_DATABASE_CONNECTION_URL": database_url, **SERVER_TUNING}

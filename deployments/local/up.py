@@ -26,7 +26,6 @@ from botocore.exceptions import ClientError
 from deployments.local import processes, stack
 from deployments.local.phase import phase, say
 from deployments.local.samples import samples
-from image_pipeline import classifier
 from image_pipeline.settings import get_settings
 
 SAMPLE_PREFIX = "uploads/samples/"
@@ -55,9 +54,6 @@ def main() -> int:
         say(f"Starting the local stack (state in {state}, logs in {local.log('').parent})")
         os.environ.update(local.env())  # for the uploads this process makes
         get_settings.cache_clear()
-        # Convert the local labels' model now, not in the first flow runs (about 2 s).
-        with phase("local labels model"):
-            say(f"Local labels model: {classifier.prepare()}")
         with stack.running(local, worker_limit=settings.worker_limit, persist=True, say=say):
             pid_file.write_text(str(os.getpid()))
             from image_pipeline.aws import client

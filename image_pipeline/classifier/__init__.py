@@ -67,8 +67,9 @@ def cache_dir() -> Path:
     return Path(base) / "image-pipeline"
 
 
-def model_path() -> Path:
-    return cache_dir() / f"mobilenet_v2-{WEIGHTS_SHA256[:8]}-v{CONVERTER_VERSION}.onnx"
+def model_path(folder: Path | None = None) -> Path:
+    """The converted model in `folder` (the configured cache folder by default)."""
+    return (folder or cache_dir()) / f"mobilenet_v2-{WEIGHTS_SHA256[:8]}-v{CONVERTER_VERSION}.onnx"
 
 
 def convert(weights: Path, target: Path) -> Path:
@@ -89,9 +90,9 @@ def convert(weights: Path, target: Path) -> Path:
     return target
 
 
-def prepare() -> Path:
+def prepare(folder: Path | None = None) -> Path:
     """The cached ONNX model, converted first if it is not there yet."""
-    target = model_path()
+    target = model_path(folder)
     if not target.is_file():
         convert(weights_path(), target)
     return target

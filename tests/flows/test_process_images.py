@@ -21,6 +21,7 @@ from image_pipeline.models import ImageWork
 from image_pipeline.records import read_item
 from image_pipeline.settings import get_settings
 from image_pipeline.sources import head_source
+from tasks.pipeline import STEPS
 from tasks.record import claim_record
 from tests import images
 from tests.support import unique_key
@@ -82,33 +83,56 @@ def test_each_image_of_a_batch_ends_with_its_own_record_and_notice(
     assert statuses == [["SUCCESS"], ["SUCCESS"], ["FAILURE"]]
 
 
+def steps_recorded(
+    flow_run_id: UUID | None, keys: set[str], expected: set[str]
+) -> tuple[set[str], set[str]]:
+    """The names of the run's task runs and of its steps, once `keys` and `expected` are in.
+
+    Task runs reach the server as events, after the flow returns: the last ones may be a
+    moment behind, so this waits (30 s at most) and returns what it found either way.
+    """
+    names: set[str] = set()
+    steps: set[str] = set()
+
+    def recorded() -> bool:
+        nonlocal names, steps
+        with get_client(sync_client=True) as prefect:
+            task_runs = prefect.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+        names = {run.name for run in task_runs}
+        steps = {run.name.rsplit("-", 1)[0] for run in task_runs} - names
+        return keys <= names and expected <= steps
+
+    with contextlib.suppress(TimeoutError):
+        wait_until(recorded, timeout=30, what="the task runs of the batch")
+    return names, steps
+
+
 def test_each_image_is_a_task_run_named_by_its_key_with_its_steps(
     upload: Callable[[str, bytes], str],
 ) -> None:
     images_ = batch(upload, ("a.jpg", images.jpeg((200, 100))), ("b.jpg", images.jpeg()))
     state = process_images(images_, return_state=True)
-    expected = {"source", "claim-record", "validate", "moderation", "thumbnails", "labels", "store"}
-    names: set[str] = set()
-    steps: set[str] = set()
-
-    def recorded() -> bool:
-        # Task runs reach the server as events, after the flow returns: the last ones may
-        # be a moment behind.
-        nonlocal names, steps
-        with get_client(sync_client=True) as prefect:
-            task_runs = prefect.read_task_runs(
-                flow_run_filter=FlowRunFilter(
-                    id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
-                )
-            )
-        names = {run.name for run in task_runs}
-        steps = {run.name.rsplit("-", 1)[0] for run in task_runs} - names
-        return {image["key"] for image in images_} <= names and expected <= steps
-
-    with contextlib.suppress(TimeoutError):
-        wait_until(recorded, timeout=30, what="the task runs of the batch")
-    assert {image["key"] for image in images_} <= names
+    expected = {step.name for step in STEPS if step.switched_on()}
+    keys = {image["key"] for image in images_}
+    names, steps = steps_recorded(state.state_details.flow_run_id, keys, expected)
+    assert keys <= names
     assert expected <= steps
+
+
+def test_a_step_switched_off_leaves_its_reason_and_no_task_run(
+    upload: Callable[[str, bytes], str], configure: Callable[..., None]
+) -> None:
+    configure(moderation="off", labels="off")
+    images_ = batch(upload, ("a.jpg", images.jpeg()))
+    state = process_images(images_, return_state=True)
+    expected = {"claim-record", "validate", "thumbnails", "fingerprint", "metadata", "store"}
+    keys = {images_[0]["key"]}
+    names, steps = steps_recorded(state.state_details.flow_run_id, keys, expected)
+    assert expected <= steps and not {"moderation", "labels"} & steps
+    item = read_item(images_[0]["key"])
+    assert (item["moderation_status"], item["labels_status"]) == ("SKIPPED", "SKIPPED")
 
 
 def test_a_redelivered_batch_processes_nothing_twice(

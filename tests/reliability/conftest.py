@@ -114,8 +114,8 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
         for step in STEPS
     )
     monkeypatch.setattr(flows.process_image, "STEPS", steps)
-    source = flows.process_image.describe_source
+    claim = flows.process_image.claim_upload
     monkeypatch.setattr(
-        flows.process_image, "describe_source", source.with_options(retry_delay_seconds=0)
+        flows.process_image, "claim_upload", claim.with_options(retry_delay_seconds=0)
     )
     monkeypatch.setattr(notify, "PUBLISH_RETRY_DELAYS", (0.0, 0.0, 0.0))

@@ -8,9 +8,10 @@ import pytest
 
 from image_pipeline import records
 from image_pipeline.errors import Superseded
+from image_pipeline.models import Upload
 from image_pipeline.records import read_item
 from tasks.pipeline import STEPS
-from tasks.record import claim_record, store_record
+from tasks.record import claim_record, claim_upload, store_record
 from tests import images
 from tests.tasks.conftest import MakeWork
 
@@ -54,3 +55,20 @@ def test_store_refuses_a_run_that_lost_the_record(work_for: MakeWork) -> None:
     claim_record.fn(replace(first, run_id="a-later-run", force=True))  # another run claims it
     with pytest.raises(Superseded):
         store_record.fn(work)
+
+
+def test_an_upload_is_claimed_as_its_current_version(work_for: MakeWork) -> None:
+    source = work_for(images.png(), "a b+c.png").source
+    upload = Upload(bucket=source.bucket, key=source.key, etag=f'"{source.etag}"')
+    work = claim_upload.fn(upload, "a-run")
+    assert work.source == source and work.item is None
+    assert read_item(source.key)["flow_run_id"] == "a-run"
+
+
+def test_an_upload_replaced_since_its_event_is_superseded_and_not_claimed(
+    work_for: MakeWork,
+) -> None:
+    source = work_for(images.png(), "a.png").source
+    with pytest.raises(Superseded, match="was replaced"):
+        claim_upload.fn(Upload(bucket=source.bucket, key=source.key, etag="0" * 32), "a-run")
+    assert read_item(source.key) is None
