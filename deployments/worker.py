@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
 # Imported once by the forkserver, shared by every run forked from it.
 PRELOADED = [
+    "deployments.shared_tls",
     "prefect.engine",
     "prefect.flow_engine",
     "prefect.task_engine",

@@ -86,6 +86,12 @@ def test_a_run_is_forked_from_the_forkserver_with_its_jobs_environment(tmp_path:
     assert seen["pid"] != os.getpid()
     assert seen["job_env"] == "set"
     assert seen["cwd"] == str(REPO)
+    # Prefect's API clients share the TLS context the forkserver built (deployments.shared_tls).
+    assert seen["tls_contexts"] == {
+        "clients_share": True,
+        "built_before_the_fork": True,
+        "others_fresh": True,
+    }
 
 
 def test_a_run_that_kills_its_process_ends_crashed_and_its_hook_runs_in_the_worker(

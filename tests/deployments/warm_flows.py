@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 from pathlib import Path
 
 from prefect import flow
+from prefect.client.orchestration import get_client
+
+from deployments import shared_tls
 
 
 def _parent_command() -> str:
@@ -23,9 +27,27 @@ def where_am_i(report: str) -> None:
                 "parent_command": _parent_command(),
                 "job_env": os.environ.get("WARM_WORKER_JOB_ENV"),
                 "cwd": os.getcwd(),
+                "tls_contexts": _tls_contexts(),
             }
         )
     )
+
+
+def _tls_contexts() -> dict[str, bool]:
+    """Whether Prefect's clients share one verified TLS context, built before the fork."""
+    built = shared_tls._verified_context.cache_info().misses
+    with get_client(sync_client=True) as one, get_client(sync_client=True) as other:
+        clients_share = _context(one) is _context(other)
+    return {
+        "clients_share": clients_share,
+        "built_before_the_fork": shared_tls._verified_context.cache_info().misses == built,
+        "others_fresh": ssl.create_default_context() is not ssl.create_default_context(),
+    }
+
+
+def _context(client: object) -> ssl.SSLContext:
+    # httpx keeps the context given to the client on its connection pool.
+    return client._client._transport._pool._ssl_context  # type: ignore[attr-defined]
 
 
 def _record_crash(flow, flow_run, state) -> None:

@@ -129,7 +129,7 @@ def test_a_step_switched_off_leaves_its_reason_and_no_task_run(
     state = process_images(images_, return_state=True)
     expected = {"claim-record", "validate", "thumbnails", "fingerprint", "metadata", "store"}
     keys = {images_[0]["key"]}
-    names, steps = steps_recorded(state.state_details.flow_run_id, keys, expected)
+    _, steps = steps_recorded(state.state_details.flow_run_id, keys, expected)
     assert expected <= steps and not {"moderation", "labels"} & steps
     item = read_item(images_[0]["key"])
     assert (item["moderation_status"], item["labels_status"]) == ("SKIPPED", "SKIPPED")
