@@ -21,6 +21,7 @@ from prefect.settings import get_current_settings
 from prefect.utilities.dispatch import lookup_type
 from prefect.workers.base import BaseWorker
 
+from deployments import worker
 from deployments.local import stack
 from deployments.local.processes import REPO
 from deployments.worker import WarmProcessWorker
@@ -92,6 +93,23 @@ def test_a_run_is_forked_from_the_forkserver_with_its_jobs_environment(tmp_path:
         "built_before_the_fork": True,
         "others_fresh": True,
     }
+
+
+def test_a_prefect_setting_of_the_job_reaches_its_run(tmp_path: Path) -> None:
+    """Runs keep the settings the forkserver read only when nothing changes them."""
+    report = tmp_path / "report.json"
+    run = anyio.run(_run_on_warm_worker, "where_am_i", report, {"PREFECT_LOGGING_LEVEL": "DEBUG"})
+
+    assert run.state.is_completed(), run.state
+    assert json.loads(report.read_text())["logging_level"] == "DEBUG"
+
+
+def test_the_forkserver_settings_hold_only_for_the_same_settings() -> None:
+    forkserver_env = {**os.environ, "PREFECT__FLOW_RUN_ID": "any"}
+    exported = dict(worker._FORKSERVER_SETTINGS)
+    assert worker._same_settings(forkserver_env, exported)
+    assert not worker._same_settings({**forkserver_env, "PREFECT_LOGGING_LEVEL": "x"}, exported)
+    assert not worker._same_settings(forkserver_env, {**exported, "PREFECT_API_URL": "x"})
 
 
 def test_a_run_that_kills_its_process_ends_crashed_and_its_hook_runs_in_the_worker(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from prefect import flow
 from prefect.client.orchestration import get_client
+from prefect.settings import get_current_settings
 
 from deployments import shared_tls
 
@@ -28,6 +29,7 @@ def where_am_i(report: str) -> None:
                 "job_env": os.environ.get("WARM_WORKER_JOB_ENV"),
                 "cwd": os.getcwd(),
                 "tls_contexts": _tls_contexts(),
+                "logging_level": get_current_settings().logging.level,
             }
         )
     )
