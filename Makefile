@@ -68,6 +68,7 @@ bench: install
 	$(VENV)/bin/python -m benchmarks.bench_local_labels --output BENCHMARKS.md
 	$(VENV)/bin/python -m benchmarks.bench_batch_designs
 	$(VENV)/bin/python -m benchmarks.bench_stack
+	$(VENV)/bin/python -m benchmarks.bench_task_runs
 
 soak: install
 	$(VENV)/bin/python -m benchmarks.bench_stack --soak 500
