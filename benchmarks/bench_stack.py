@@ -17,7 +17,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -559,13 +558,7 @@ def main() -> None:
     if args.soak:
         return run_soak(args.soak, args.worker_limit)
     limit = compute_limit()
-    state = Path(tempfile.mkdtemp(prefix="bench-stack-"))
-    local = stack.Stack(
-        ports=stack.Ports.free(),
-        state=state,
-        api_key=uuid.uuid4().hex,
-        operator_key=uuid.uuid4().hex,
-    )
+    local = stack.Stack.throwaway("bench-stack-")
     with stack.running(local, worker_limit=args.worker_limit):
         bench = Bench(local)
         machine = "\n".join(common.machine_lines())
@@ -593,17 +586,12 @@ def main() -> None:
                 for count, burst_rate in bursts
             )
             common.write_section(common.BENCHMARKS_MD, "backfill", f"{machine}\n\n{body}\n")
-    print(f"logs in {state / 'logs'}")
+    print(f"logs in {local.log('').parent}")
 
 
 def run_soak(count: int, worker_limit: int, fault_rate: float = 0.1) -> None:
-    state = Path(tempfile.mkdtemp(prefix="bench-soak-"))
-    local = stack.Stack(
-        ports=stack.Ports.free(),
-        state=state,
-        api_key=uuid.uuid4().hex,
-        operator_key=uuid.uuid4().hex,
-        extra_env=(("IMAGE_PIPELINE_FAULT_RATE", str(fault_rate)),),
+    local = stack.Stack.throwaway(
+        "bench-soak-", extra_env=(("IMAGE_PIPELINE_FAULT_RATE", str(fault_rate)),)
     )
     with stack.running(local, worker_limit=worker_limit):
         body = soak(Bench(local), count, fault_rate)

@@ -18,10 +18,7 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
-import uuid
-from pathlib import Path
 
 from benchmarks import common
 from deployments.local import stack
@@ -120,13 +117,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         return child(args.child)
-    state = Path(tempfile.mkdtemp(prefix="bench-task-runs-"))
-    local = stack.Stack(
-        ports=stack.Ports.free(),
-        state=state,
-        api_key=uuid.uuid4().hex,
-        operator_key=uuid.uuid4().hex,
-    )
+    local = stack.Stack.throwaway("bench-task-runs-")
     with stack.running(local, worker_limit=1):
         measure(local, FEW)  # the server's first queries
         few = measure(local, FEW)

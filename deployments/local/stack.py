@@ -10,6 +10,8 @@ import contextlib
 import os
 import subprocess
 import sys
+import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +48,17 @@ class Stack:
     api_key: str  # the webhook's: EventBridge sends it
     operator_key: str  # for people and scripts: reads, lists and reprocesses
     extra_env: tuple[tuple[str, str], ...] = ()  # e.g. a fault rate for `make soak`
+
+    @classmethod
+    def throwaway(cls, prefix: str, extra_env: tuple[tuple[str, str], ...] = ()) -> Stack:
+        """A stack on free ports with a new state folder and new keys (benchmarks)."""
+        return cls(
+            ports=Ports.free(),
+            state=Path(tempfile.mkdtemp(prefix=prefix)),
+            api_key=uuid.uuid4().hex,
+            operator_key=uuid.uuid4().hex,
+            extra_env=extra_env,
+        )
 
     @property
     def ministack_url(self) -> str:
