@@ -27,7 +27,7 @@ from tasks.pipeline import STEPS, failure_fields
 
 logger = logging.getLogger("image_pipeline.hooks")
 
-# What a failure can be blamed on: the source's HEAD and the declared steps.
+# What a failure can be blamed on: the declared steps (claim-record includes the HEAD).
 STEP_NAMES = frozenset(step.name for step in STEPS)
 
 
