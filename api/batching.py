@@ -2,9 +2,11 @@
 
 A flow run costs more than the image it processes (a new interpreter and Prefect's
 run machinery, about 1.8 s), so a burst of uploads becomes a few runs of many images.
-The first upload of a batch starts its window (a `threading.Timer`); the uploads that
-arrive meanwhile join it; a full batch goes at once. Every request waits on its batch's
-`Future`, which gives the batch event's id once Prefect has taken it, or Prefect's error.
+A batch goes once no upload has joined it for `quiet` seconds, or `window` seconds after
+its first upload, or at once when full (a `threading.Timer`, started again as each upload
+joins): a lone upload waits only the quiet gap, while a burst fills batches of many.
+Every request waits on its batch's `Future`, which gives the batch event's id once Prefect
+has taken it, or Prefect's error.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -29,6 +32,7 @@ Emit = Callable[[dict[str, Any]], None]
 @dataclass(eq=False)
 class _Batch:
     emit: Emit  # the first request's: its Prefect settings are the ones in force
+    deadline: float  # time.monotonic() by which it goes, however busy
     timer: threading.Timer | None = None
     images: dict[str, dict[str, Any]] = field(default_factory=dict)  # by per-image id
     sent: Future[str] = field(default_factory=Future)
@@ -42,27 +46,44 @@ class Batcher:
         self._open: _Batch | None = None
         self._sending: set[Future[str]] = set()
 
-    def add(self, image: dict[str, Any], emit: Emit, window: float, max_images: int) -> Future[str]:
+    def add(
+        self,
+        image: dict[str, Any],
+        emit: Emit,
+        window: float,
+        max_images: int,
+        quiet: float | None = None,
+    ) -> Future[str]:
         """Put an upload (from `api.events.image`) in the open batch, or start one.
 
-        The future gives the id of the event that carried it, or raises what `emit` raised.
+        The batch goes `quiet` seconds after its last upload (never later than `window`
+        after its first; `quiet=None` waits the whole window), or at once when full. The
+        future gives the id of the event that carried it, or raises what `emit` raised.
         """
         with self._lock:
             batch = self._open
             if batch is None:
-                batch = self._open = _Batch(emit)
-                batch.timer = threading.Timer(window, self._send_if_open, args=(batch,))
-                batch.timer.daemon = True
-                batch.timer.start()
+                batch = self._open = _Batch(emit, deadline=time.monotonic() + window)
             # A duplicate delivery joins its first copy: one image, one answer for both.
             batch.images.setdefault(image["event_id"], image)
             full = len(batch.images) >= max_images
             if full:
                 self._close(batch)
+            else:
+                self._wait(batch, window if quiet is None else quiet)
         if full:
             # Not in this thread: the caller may be the event loop.
             threading.Thread(target=self._send, args=(batch,), daemon=True).start()
         return batch.sent
+
+    def _wait(self, batch: _Batch, quiet: float) -> None:
+        """(Re)start the batch's timer: `quiet` from now, within its deadline."""
+        if batch.timer is not None:
+            batch.timer.cancel()
+        delay = max(0.0, min(quiet, batch.deadline - time.monotonic()))
+        batch.timer = threading.Timer(delay, self._send_if_open, args=(batch,))
+        batch.timer.daemon = True
+        batch.timer.start()
 
     def close(self, timeout: float) -> None:
         """Send the open batch now and wait for those being sent: the app is stopping, and

@@ -184,11 +184,17 @@ class Settings(BaseSettings):
         262_144, gt=0, description="Largest webhook body accepted (EventBridge events are <256 KB)."
     )
     batch_window_seconds: float = Field(
-        0.25,
+        1.0,
         ge=0,
-        description="How long the webhook holds the first upload of a batch for others to "
-        "join. EventBridge waits 5 s for an answer: the window plus Prefect's answer must "
+        description="The longest the webhook holds the first upload of a batch for others "
+        "to join. EventBridge waits 5 s for an answer: the window plus Prefect's answer must "
         "stay well under it.",
+    )
+    batch_quiet_seconds: float = Field(
+        0.1,
+        ge=0,
+        description="A batch goes once no upload has joined it for this long (or when its "
+        "window ends, or when full): a lone upload waits only this, a burst fills batches.",
     )
     batch_max_images: int = Field(
         50,

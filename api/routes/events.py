@@ -66,7 +66,8 @@ async def receive_s3_event(
         return _ignored(response, reason)
     upload = image(event)
     window = settings.batch_window_seconds
-    sent = batcher.add(upload, prefect.emit, window, settings.batch_max_images)
+    quiet = settings.batch_quiet_seconds
+    sent = batcher.add(upload, prefect.emit, window, settings.batch_max_images, quiet)
     batch_id = await _wait_for(sent, window + ANSWER_SECONDS, upload["event_id"])
     return WebhookResult(
         message="accepted", accepted=True, event_id=batch_id, image_event_id=upload["event_id"]

@@ -56,6 +56,29 @@ def test_the_window_sends_what_arrived_in_it() -> None:
     assert emit.keys() == [["a", "b"]]
 
 
+def test_a_lone_upload_goes_after_the_quiet_gap_not_the_window() -> None:
+    emit, batcher = Recorder(), Batcher()
+    sent = batcher.add(upload("a"), emit, window=30, max_images=50, quiet=0.05)
+    sent.result(timeout=ANSWER)
+    assert emit.keys() == [["a"]]
+
+
+def test_uploads_within_the_quiet_gap_go_together() -> None:
+    emit, batcher = Recorder(), Batcher()
+    sent = [batcher.add(upload(k), emit, window=30, max_images=50, quiet=2) for k in "abc"]
+    assert sent[0] is sent[1] is sent[2]
+    sent[0].result(timeout=ANSWER)
+    assert emit.keys() == [["a", "b", "c"]]
+
+
+def test_the_window_ends_a_batch_that_keeps_receiving() -> None:
+    """Each upload restarts the quiet gap, but never past the window of the first."""
+    emit, batcher = Recorder(), Batcher()
+    sent = [batcher.add(upload(k), emit, window=0.05, max_images=50, quiet=30) for k in "ab"]
+    sent[0].result(timeout=ANSWER)
+    assert emit.keys() == [["a", "b"]]
+
+
 def test_uploads_after_a_batch_went_start_another() -> None:
     emit, batcher = Recorder(), Batcher()
     first = batcher.add(upload("a"), emit, window=30, max_images=1)

@@ -91,8 +91,9 @@ def by_key(images: Iterable[dict]) -> list[dict]:
 
 @pytest.fixture
 def window(configure: Callable[..., None], webhook_key: str) -> float:
-    """A window that a burst of local requests surely falls within."""
-    configure(batch_window_seconds=2)
+    """A window that a burst of local requests surely falls within (a quiet gap as long:
+    however slow the machine, the requests go in one batch)."""
+    configure(batch_window_seconds=2, batch_quiet_seconds=2)
     return 2.0
 
 
@@ -345,7 +346,12 @@ def test_a_burst_within_the_window_is_one_event_of_every_upload(
 def test_a_full_batch_is_sent_without_waiting_for_the_window(
     webhook_key: str, configure: Callable[..., None]
 ) -> None:
-    configure(webhook_api_key=webhook_key, batch_window_seconds=30, batch_max_images=3)
+    configure(
+        webhook_api_key=webhook_key,
+        batch_window_seconds=30,
+        batch_quiet_seconds=30,
+        batch_max_images=3,
+    )
     events = [eventbridge_event(unique_key(f"{n}.jpg")) for n in range(3)]
     # Far shorter than the window: a request that waited for it times out.
     responses, requests = burst_to_fake_prefect(events, webhook_key, timeout=10)

@@ -61,6 +61,7 @@ def services(
             ("IMAGE_PIPELINE_CRASH_MARKER", CRASH_MARKER),
             # Uploads of one test land in one batch however busy the machine is.
             ("IMAGE_PIPELINE_BATCH_WINDOW_SECONDS", "1.0"),
+            ("IMAGE_PIPELINE_BATCH_QUIET_SECONDS", "1.0"),
         ),
     )
     try:
