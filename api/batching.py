@@ -52,13 +52,13 @@ class Batcher:
         emit: Emit,
         window: float,
         max_images: int,
-        quiet: float | None = None,
+        quiet: float,
     ) -> Future[str]:
         """Put an upload (from `api.events.image`) in the open batch, or start one.
 
         The batch goes `quiet` seconds after its last upload (never later than `window`
-        after its first; `quiet=None` waits the whole window), or at once when full. The
-        future gives the id of the event that carried it, or raises what `emit` raised.
+        after its first), or at once when full. The future gives the id of the event that
+        carried it, or raises what `emit` raised.
         """
         with self._lock:
             batch = self._open
@@ -70,7 +70,7 @@ class Batcher:
             if full:
                 self._close(batch)
             else:
-                self._wait(batch, window if quiet is None else quiet)
+                self._wait(batch, quiet)
         if full:
             # Not in this thread: the caller may be the event loop.
             threading.Thread(target=self._send, args=(batch,), daemon=True).start()

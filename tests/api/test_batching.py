@@ -42,7 +42,7 @@ def upload(key: str) -> dict[str, Any]:
 def test_a_full_batch_is_sent_at_once() -> None:
     emit, batcher = Recorder(), Batcher()
     images = [upload(f"uploads/{n}.jpg") for n in range(3)]
-    sent = [batcher.add(i, emit, window=30, max_images=3) for i in images]
+    sent = [batcher.add(i, emit, window=30, max_images=3, quiet=30) for i in images]
     ids = {future.result(timeout=ANSWER) for future in sent}
     assert ids == {str(batch_event_id(i["event_id"] for i in images))}
     assert emit.keys() == [["uploads/0.jpg", "uploads/1.jpg", "uploads/2.jpg"]]
@@ -50,7 +50,9 @@ def test_a_full_batch_is_sent_at_once() -> None:
 
 def test_the_window_sends_what_arrived_in_it() -> None:
     emit, batcher = Recorder(), Batcher()
-    sent = [batcher.add(upload(k), emit, window=0.05, max_images=50) for k in ("a", "b")]
+    sent = [
+        batcher.add(upload(k), emit, window=0.05, max_images=50, quiet=0.05) for k in ("a", "b")
+    ]
     assert sent[0] is sent[1]
     sent[0].result(timeout=ANSWER)
     assert emit.keys() == [["a", "b"]]
@@ -81,9 +83,9 @@ def test_the_window_ends_a_batch_that_keeps_receiving() -> None:
 
 def test_uploads_after_a_batch_went_start_another() -> None:
     emit, batcher = Recorder(), Batcher()
-    first = batcher.add(upload("a"), emit, window=30, max_images=1)
+    first = batcher.add(upload("a"), emit, window=30, max_images=1, quiet=30)
     first.result(timeout=ANSWER)
-    second = batcher.add(upload("b"), emit, window=30, max_images=1)
+    second = batcher.add(upload("b"), emit, window=30, max_images=1, quiet=30)
     assert second is not first
     assert second.result(timeout=ANSWER) != first.result()
     assert emit.keys() == [["a"], ["b"]]
@@ -93,8 +95,8 @@ def test_a_duplicate_joins_its_first_copy() -> None:
     emit, batcher = Recorder(), Batcher()
     image = upload("a")
     redelivered = image | {"eventbridge_id": "another envelope"}
-    sent = [batcher.add(i, emit, window=30, max_images=2) for i in (image, redelivered)]
-    sent.append(batcher.add(upload("b"), emit, window=30, max_images=2))
+    sent = [batcher.add(i, emit, window=30, max_images=2, quiet=30) for i in (image, redelivered)]
+    sent.append(batcher.add(upload("b"), emit, window=30, max_images=2, quiet=30))
     assert sent[0] is sent[1] is sent[2]  # the duplicate did not count towards max_images
     sent[0].result(timeout=ANSWER)
     [event] = emit.events
@@ -104,7 +106,7 @@ def test_a_duplicate_joins_its_first_copy() -> None:
 @pytest.mark.parametrize("error", [PrefectUnavailable("HTTP 500"), RuntimeError("bug")])
 def test_an_error_reaches_every_upload_of_the_batch(error: Exception) -> None:
     emit, batcher = Recorder(error), Batcher()
-    sent = [batcher.add(upload(k), emit, window=30, max_images=2) for k in ("a", "b")]
+    sent = [batcher.add(upload(k), emit, window=30, max_images=2, quiet=30) for k in ("a", "b")]
     for future in sent:
         with pytest.raises(type(error)):
             future.result(timeout=ANSWER)
@@ -120,10 +122,10 @@ def test_close_sends_the_open_batch_and_waits_for_those_being_sent() -> None:
         assert release.wait(ANSWER)
 
     batcher = Batcher()
-    being_sent = batcher.add(upload("a"), slow_emit, window=30, max_images=1)
+    being_sent = batcher.add(upload("a"), slow_emit, window=30, max_images=1, quiet=30)
     assert entered.wait(ANSWER)
     emit = Recorder()
-    still_open = batcher.add(upload("b"), emit, window=30, max_images=50)
+    still_open = batcher.add(upload("b"), emit, window=30, max_images=50, quiet=30)
     closed = threading.Thread(target=batcher.close, args=(ANSWER,))
     closed.start()
     assert still_open.result(timeout=ANSWER)  # sent without waiting for its window
