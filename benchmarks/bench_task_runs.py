@@ -7,8 +7,8 @@ and runs one flow, in a process of its own with the stack's environment, that ma
 task doing nothing over `--task-runs` items on two threads, as `process-images` maps its
 images, and again over a few items. It waits until the server has recorded every task
 run, then divides the difference in the CPU the whole machine spent by the difference in
-task runs. Each image of a burst is
-`tasks.pipeline` task runs (plus the one named by its key), so this bounds the burst from
+task runs. Each image of a burst is the one task run named by its key plus the
+`tasks.pipeline` steps switched on, so this bounds the burst from
 above whatever the image work costs: writes its section of BENCHMARKS.md.
 """
 
@@ -19,12 +19,12 @@ import os
 import subprocess
 import sys
 import time
+from unittest import mock
 
 from benchmarks import common
 from deployments.local import stack
 
 FLOW_NAME = "task-run-floor"
-IMAGE_TASK_RUNS = 8
 FEW = 20
 
 
@@ -85,7 +85,21 @@ def measure(local: stack.Stack, count: int) -> dict[str, float]:
     return result
 
 
-def report(count: int, cpu: dict[str, float], wall: float) -> str:
+def image_task_runs(local: stack.Stack) -> int:
+    """Task runs of one image on `local`: the one named by its key and each step that its
+    configuration switches on (the others run as plain calls)."""
+    from image_pipeline.settings import get_settings
+    from tasks.pipeline import STEPS
+
+    with mock.patch.dict(os.environ, local.env()):
+        get_settings.cache_clear()
+        try:
+            return 1 + sum(step.switched_on() for step in STEPS)
+        finally:
+            get_settings.cache_clear()
+
+
+def report(count: int, cpu: dict[str, float], wall: float, runs: int) -> str:
     per_run = {name: seconds / count * 1000 for name, seconds in cpu.items()}
     cores = common.usable_cores()
     rows = [
@@ -96,14 +110,13 @@ def report(count: int, cpu: dict[str, float], wall: float) -> str:
         ["of which the Prefect server", f"{per_run['server']:.1f} ms"],
         ["of which PostgreSQL", f"{per_run['postgres']:.1f} ms"],
     ]
-    runs = IMAGE_TASK_RUNS
     ceiling = cores / (runs * per_run["machine"] / 1000)
     return "\n".join(
         [
             common.markdown_table(["no-op task runs, 2 threads", "value"], rows),
             "",
             f"- An image of a burst is {runs} task runs on the local stack (the one named by "
-            f"its key and {runs - 1} steps; moderation is off there): at most "
+            f"its key and the {runs - 1} steps its configuration switches on): at most "
             f"**{ceiling:.1f} images/s** on {cores} cores for its task runs alone, before "
             "any image work.",
         ]
@@ -125,7 +138,7 @@ def main() -> None:
     # The difference leaves out what a flow run costs whatever its task runs: a new
     # interpreter, its imports, the flow run's own states.
     cpu = {name: many[name] - few[name] for name in many}
-    body = report(args.task_runs - FEW, cpu, many["wall"])
+    body = report(args.task_runs - FEW, cpu, many["wall"], image_task_runs(local))
     print(body)
     machine = "\n".join(common.machine_lines())
     common.write_section(common.BENCHMARKS_MD, "task-runs", f"{machine}\n\n{body}\n")
