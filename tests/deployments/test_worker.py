@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -21,7 +22,7 @@ from prefect.settings import get_current_settings
 from prefect.utilities.dispatch import lookup_type
 from prefect.workers.base import BaseWorker
 
-from deployments import worker
+from deployments import forkserver_warmup, worker
 from deployments.local import stack
 from deployments.local.processes import REPO
 from deployments.worker import WarmProcessWorker
@@ -60,21 +61,25 @@ async def _deploy(flow_name: str, job_env: dict[str, str]) -> tuple[str, str]:
     return pool, str(deployment_id)
 
 
-async def _run_on_warm_worker(flow_name: str, report: Path, job_env: dict[str, str]) -> FlowRun:
+async def _run_on_warm_worker(
+    flow_name: str, report: Path, job_env: dict[str, str], *, poll: bool = True
+) -> FlowRun:
+    """Run the flow on a warm worker; without `poll`, the worker only picks up runs when
+    the server's events say one is scheduled."""
     pool, deployment_id = await _deploy(flow_name, job_env)
-    async with get_client() as client:
+    async with get_client() as client, WarmProcessWorker(work_pool_name=pool) as worker:
         run = await client.create_flow_run_from_deployment(
             deployment_id, parameters={"report": str(report)}
         )
-        async with WarmProcessWorker(work_pool_name=pool) as worker:
-            deadline = time.monotonic() + 120
-            while True:
+        deadline = time.monotonic() + 120
+        while True:
+            if poll:
                 await worker.get_and_submit_flow_runs()
-                run = await client.read_flow_run(run.id)
-                if run.state and run.state.is_final() and report.exists():
-                    return run
-                assert time.monotonic() < deadline, f"the run is still {run.state}"
-                await anyio.sleep(0.2)
+            run = await client.read_flow_run(run.id)
+            if run.state and run.state.is_final() and report.exists():
+                return run
+            assert time.monotonic() < deadline, f"the run is still {run.state}"
+            await anyio.sleep(0.2)
 
 
 def test_a_run_is_forked_from_the_forkserver_with_its_jobs_environment(tmp_path: Path) -> None:
@@ -93,6 +98,16 @@ def test_a_run_is_forked_from_the_forkserver_with_its_jobs_environment(tmp_path:
         "built_before_the_fork": True,
         "others_fresh": True,
     }
+    # Pydantic's lazily built models were built once, in the forkserver (forkserver_warmup).
+    assert seen["models_left_lazy"] == []
+    assert seen["models_completed_in_parent"]
+
+
+def test_a_scheduled_run_is_picked_up_on_its_event_without_a_poll(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    run = anyio.run(functools.partial(_run_on_warm_worker, "where_am_i", report, {}, poll=False))
+
+    assert run.state.is_completed(), run.state
 
 
 def test_a_prefect_setting_of_the_job_reaches_its_run(tmp_path: Path) -> None:
@@ -106,7 +121,7 @@ def test_a_prefect_setting_of_the_job_reaches_its_run(tmp_path: Path) -> None:
 
 def test_the_forkserver_settings_hold_only_for_the_same_settings() -> None:
     forkserver_env = {**os.environ, "PREFECT__FLOW_RUN_ID": "any"}
-    exported = dict(worker._FORKSERVER_SETTINGS)
+    exported = dict(forkserver_warmup.FORKSERVER_SETTINGS)
     assert worker._same_settings(forkserver_env, exported)
     assert not worker._same_settings({**forkserver_env, "PREFECT_LOGGING_LEVEL": "x"}, exported)
     assert not worker._same_settings(forkserver_env, {**exported, "PREFECT_API_URL": "x"})

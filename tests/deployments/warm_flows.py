@@ -10,9 +10,11 @@ from pathlib import Path
 
 from prefect import flow
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import DeploymentCreate, WorkPoolCreate
+from prefect.events.schemas.automations import Automation
 from prefect.settings import get_current_settings
 
-from deployments import shared_tls
+from deployments import forkserver_warmup, shared_tls
 
 
 def _parent_command() -> str:
@@ -30,6 +32,8 @@ def where_am_i(report: str) -> None:
                 "cwd": os.getcwd(),
                 "tls_contexts": _tls_contexts(),
                 "logging_level": get_current_settings().logging.level,
+                "models_left_lazy": _models_left_lazy(),
+                "models_completed_in_parent": os.getppid() == forkserver_warmup.WARMED_UP_IN,
             }
         )
     )
@@ -45,6 +49,13 @@ def _tls_contexts() -> dict[str, bool]:
         "built_before_the_fork": shared_tls._verified_context.cache_info().misses == built,
         "others_fresh": ssl.create_default_context() is not ssl.create_default_context(),
     }
+
+
+def _models_left_lazy() -> list[str]:
+    """Which of some Prefect models that pydantic builds on first use, and that no run uses,
+    are still unbuilt: none, when the forkserver completed them before the fork."""
+    models = (Automation, DeploymentCreate, WorkPoolCreate)
+    return [model.__qualname__ for model in models if not model.__pydantic_complete__]
 
 
 def _context(client: object) -> ssl.SSLContext:
