@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pydantic import BaseModel
 
 from deployments.worker import exported_settings
+from image_pipeline import aws
 
 
 def _models(base: type[BaseModel] = BaseModel) -> Iterator[type[BaseModel]]:
@@ -35,6 +36,7 @@ def complete_models() -> None:
 
 
 complete_models()
+aws.parse_service_models()  # botocore's models, about 0.13 s of a run's first AWS calls
 WARMED_UP_IN = os.getpid()  # the forkserver's, in every run forked from it
 
 # The settings Prefect read when the forkserver imported it, as variables: what a forked

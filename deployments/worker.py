@@ -213,9 +213,15 @@ class WarmProcessWorker(ProcessWorker):
     )
     _display_name = "Warm process"
     job_configuration = WarmProcessJobConfiguration
+    _executors: FlowRunExecutorContext | None = None
 
     async def setup(self) -> None:
         self._waking = anyio.CancelScope()
+        # One executor context for all runs, as Prefect's Runner keeps one, where Prefect's
+        # process worker enters one per run: a client, a control channel and a cancellation
+        # observer (a websocket and its backfill query) each time, about 0.12 s of a run's
+        # start. Entered first, so that it closes last, after the runs in flight.
+        self._executors = await FlowRunExecutorContext().__aenter__()
         await super().setup()
         # Start the forkserver now, not on the first run, so no run pays its imports.
         await anyio.to_thread.run_sync(multiprocessing.forkserver.ensure_running)
@@ -224,7 +230,12 @@ class WarmProcessWorker(ProcessWorker):
 
     async def teardown(self, *exc_info: object) -> None:
         self._waking.cancel()
-        await super().teardown(*exc_info)
+        try:
+            await super().teardown(*exc_info)  # waits for the runs in flight
+        finally:
+            if self._executors is not None:
+                await self._executors.__aexit__(*exc_info)
+                self._executors = None
 
     async def _poll_when_runs_are_scheduled(self) -> None:
         """Poll as soon as the server schedules a run of this pool, not at the next poll
@@ -271,28 +282,24 @@ class WarmProcessWorker(ProcessWorker):
         working_dir = configuration.working_dir
         execution: FlowRunExecutionResult | None = None
         with nullcontext(working_dir) if working_dir else tempfile.TemporaryDirectory() as cwd:
-            async with FlowRunExecutorContext() as ctx:
-                starter = ForkserverStarter(
-                    cwd=Path(cwd).resolve(),
-                    env=configuration.env,
-                    control_channel=ctx.control_channel,
-                )
-                executor = ctx.create_executor(
-                    flow_run,
-                    starter,
-                    resolve_flow=load_flow_from_flow_run,
-                    propose_submitting=False,
-                )
+            starter = ForkserverStarter(
+                cwd=Path(cwd).resolve(),
+                env=configuration.env,
+                control_channel=self._executors.control_channel,
+            )
+            executor = self._executors.create_executor(
+                flow_run, starter, resolve_flow=load_flow_from_flow_run, propose_submitting=False
+            )
 
-                async def execute(
-                    *, task_status: anyio.abc.TaskStatus[ProcessHandle] = anyio.TASK_STATUS_IGNORED
-                ) -> None:
-                    nonlocal execution
-                    execution = await executor.submit(task_status=task_status)
+            async def execute(
+                *, task_status: anyio.abc.TaskStatus[ProcessHandle] = anyio.TASK_STATUS_IGNORED
+            ) -> None:
+                nonlocal execution
+                execution = await executor.submit(task_status=task_status)
 
-                async with anyio.create_task_group() as task_group:
-                    handle = await task_group.start(execute)
-                    task_status.started(handle.pid)
+            async with anyio.create_task_group() as task_group:
+                handle = await task_group.start(execute)
+                task_status.started(handle.pid)
         if execution is None or execution.status_code is None:
             raise RuntimeError("Failed to start flow run process.")
         return ProcessWorkerResult(

@@ -14,11 +14,13 @@ from urllib.parse import urlparse
 import anyio
 import pytest
 from prefect import get_client
+from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.objects import FlowRun
 from prefect.exceptions import ObjectNotFound
 from prefect.plugins import load_prefect_collections
 from prefect.settings import get_current_settings
+from prefect.states import Cancelling
 from prefect.utilities.dispatch import lookup_type
 from prefect.workers.base import BaseWorker
 
@@ -71,15 +73,38 @@ async def _run_on_warm_worker(
         run = await client.create_flow_run_from_deployment(
             deployment_id, parameters={"report": str(report)}
         )
+        return await _until_final(client, worker if poll else None, run, report)
+
+
+async def _until_final(
+    client: PrefectClient, worker: WarmProcessWorker | None, run: FlowRun, report: Path | None
+) -> FlowRun:
+    """The run once final (and its report written); `worker` is polled meanwhile if given."""
+    deadline = time.monotonic() + 120
+    while True:
+        if worker is not None:
+            await worker.get_and_submit_flow_runs()
+        run = await client.read_flow_run(run.id)
+        if run.state and run.state.is_final() and (report is None or report.exists()):
+            return run
+        assert time.monotonic() < deadline, f"the run is still {run.state}"
+        await anyio.sleep(0.2)
+
+
+async def _cancel_while_running(report: Path) -> tuple[FlowRun, int]:
+    """A run cancelled while its process runs; the run once final, and that process's pid."""
+    pool, deployment_id = await _deploy("wait_to_be_cancelled", {})
+    async with get_client() as client, WarmProcessWorker(work_pool_name=pool) as worker:
+        run = await client.create_flow_run_from_deployment(
+            deployment_id, parameters={"report": str(report)}
+        )
         deadline = time.monotonic() + 120
-        while True:
-            if poll:
-                await worker.get_and_submit_flow_runs()
-            run = await client.read_flow_run(run.id)
-            if run.state and run.state.is_final() and report.exists():
-                return run
-            assert time.monotonic() < deadline, f"the run is still {run.state}"
+        while not report.exists():
+            await worker.get_and_submit_flow_runs()
+            assert time.monotonic() < deadline, "the run never started"
             await anyio.sleep(0.2)
+        await client.set_flow_run_state(run.id, Cancelling(), force=True)
+        return await _until_final(client, None, run, None), json.loads(report.read_text())["pid"]
 
 
 def test_a_run_is_forked_from_the_forkserver_with_its_jobs_environment(tmp_path: Path) -> None:
@@ -101,6 +126,7 @@ def test_a_run_is_forked_from_the_forkserver_with_its_jobs_environment(tmp_path:
     # Pydantic's lazily built models were built once, in the forkserver (forkserver_warmup).
     assert seen["models_left_lazy"] == []
     assert seen["models_completed_in_parent"]
+    assert seen["aws_models_parsed"]
 
 
 def test_a_scheduled_run_is_picked_up_on_its_event_without_a_poll(tmp_path: Path) -> None:
@@ -108,6 +134,16 @@ def test_a_scheduled_run_is_picked_up_on_its_event_without_a_poll(tmp_path: Path
     run = anyio.run(functools.partial(_run_on_warm_worker, "where_am_i", report, {}, poll=False))
 
     assert run.state.is_completed(), run.state
+
+
+def test_a_run_cancelled_while_running_ends_cancelled_and_its_process_is_gone(
+    tmp_path: Path,
+) -> None:
+    report = tmp_path / "report.json"
+    run, pid = anyio.run(_cancel_while_running, report)
+
+    assert run.state.is_cancelled(), run.state
+    assert not Path(f"/proc/{pid}").exists()
 
 
 def test_a_prefect_setting_of_the_job_reaches_its_run(tmp_path: Path) -> None:

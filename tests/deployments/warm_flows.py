@@ -6,8 +6,11 @@ import json
 import os
 import signal
 import ssl
+import threading
 from pathlib import Path
+from unittest import mock
 
+from botocore.loaders import JSONFileLoader
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import DeploymentCreate, WorkPoolCreate
@@ -15,6 +18,7 @@ from prefect.events.schemas.automations import Automation
 from prefect.settings import get_current_settings
 
 from deployments import forkserver_warmup, shared_tls
+from image_pipeline import aws
 
 
 def _parent_command() -> str:
@@ -34,6 +38,7 @@ def where_am_i(report: str) -> None:
                 "logging_level": get_current_settings().logging.level,
                 "models_left_lazy": _models_left_lazy(),
                 "models_completed_in_parent": os.getppid() == forkserver_warmup.WARMED_UP_IN,
+                "aws_models_parsed": _aws_models_parsed(),
             }
         )
     )
@@ -58,6 +63,21 @@ def _models_left_lazy() -> list[str]:
     return [model.__qualname__ for model in models if not model.__pydantic_complete__]
 
 
+def _aws_models_parsed() -> bool:
+    """Whether AWS clients are built without reading a service model: the forkserver parsed
+    them all."""
+    session = aws.new_session(
+        region_name="us-east-1", aws_access_key_id="id", aws_secret_access_key="secret"
+    )
+    with mock.patch.object(JSONFileLoader, "load_file", side_effect=AssertionError):
+        try:
+            for service in aws.SERVICES:
+                session.client(service)
+        except AssertionError:
+            return False
+    return True
+
+
 def _context(client: object) -> ssl.SSLContext:
     # httpx keeps the context given to the client on its connection pool.
     return client._client._transport._pool._ssl_context  # type: ignore[attr-defined]
@@ -70,3 +90,9 @@ def _record_crash(flow, flow_run, state) -> None:
 @flow(on_crashed=[_record_crash])
 def die(report: str) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+@flow
+def wait_to_be_cancelled(report: str) -> None:
+    Path(report).write_text(json.dumps({"pid": os.getpid()}))
+    threading.Event().wait(120)  # the test cancels the run long before

@@ -11,9 +11,11 @@ import uuid
 from typing import Any
 
 import pytest
+from botocore.loaders import JSONFileLoader
 from prefect_aws import AwsCredentials
 from prefect_aws.credentials import AwsClientParameters
 
+from image_pipeline import aws
 from image_pipeline.aws import BOTOCORE_CONFIG, client
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -74,3 +76,17 @@ def test_an_unknown_block_is_a_clear_error(configure) -> None:
     configure(aws_credentials_block=f"missing-{uuid.uuid4().hex[:8]}")
     with pytest.raises(LookupError, match="No AWS Credentials block named 'missing-"):
         client("dynamodb")
+
+
+def test_sessions_share_the_service_models_parsed_once(monkeypatch) -> None:
+    aws.parse_service_models()
+
+    def no_file_read(*_: Any) -> None:
+        raise AssertionError("a service model was read again")
+
+    monkeypatch.setattr(JSONFileLoader, "load_file", no_file_read)
+    session = aws.new_session(
+        region_name="eu-west-1", aws_access_key_id="id", aws_secret_access_key="secret"
+    )
+    for service in aws.SERVICES:
+        assert session.client(service).meta.service_model.service_name == service
