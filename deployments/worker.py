@@ -222,7 +222,12 @@ class WarmProcessWorker(ProcessWorker):
         # observer (a websocket and its backfill query) each time, about 0.12 s of a run's
         # start. Entered first, so that it closes last, after the runs in flight.
         self._executors = await FlowRunExecutorContext().__aenter__()
-        await super().setup()
+        try:
+            await super().setup()
+        except BaseException:
+            await self._executors.__aexit__(None, None, None)
+            self._executors = None
+            raise
         # Start the forkserver now, not on the first run, so no run pays its imports.
         await anyio.to_thread.run_sync(multiprocessing.forkserver.ensure_running)
         if self._runs_task_group is not None:
@@ -281,13 +286,16 @@ class WarmProcessWorker(ProcessWorker):
             task_status = anyio.TASK_STATUS_IGNORED
         working_dir = configuration.working_dir
         execution: FlowRunExecutionResult | None = None
+        executors = self._executors
+        if executors is None:
+            raise RuntimeError("The worker runs flows once set up: use it as a context manager.")
         with nullcontext(working_dir) if working_dir else tempfile.TemporaryDirectory() as cwd:
             starter = ForkserverStarter(
                 cwd=Path(cwd).resolve(),
                 env=configuration.env,
-                control_channel=self._executors.control_channel,
+                control_channel=executors.control_channel,
             )
-            executor = self._executors.create_executor(
+            executor = executors.create_executor(
                 flow_run, starter, resolve_flow=load_flow_from_flow_run, propose_submitting=False
             )
 
