@@ -16,6 +16,7 @@ from prefect.runtime import flow_run
 from prefect.states import Failed, State
 
 from flows.hooks import notify_success, record_crash, record_failure
+from image_pipeline import labels
 from image_pipeline.errors import ImageRejected, Superseded
 from image_pipeline.models import Upload
 from tasks.pipeline import STEPS, is_done
@@ -41,6 +42,7 @@ async def process_image(
     the tasks are plain functions, called one after another. Sync tasks in an async flow
     would each open a Prefect client of their own, so they share one.
     """
+    labels.prepare()
     with SyncClientContext.get_or_create():
         return _run_steps(bucket, key, etag, force)
 

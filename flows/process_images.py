@@ -17,6 +17,7 @@ from prefect.states import Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.hooks import announce_images, split_crashed_batch
+from image_pipeline import labels
 from image_pipeline.models import Upload
 from image_pipeline.outcomes import Summary
 from image_pipeline.settings import get_settings
@@ -47,6 +48,7 @@ def process_images(images: list[Upload]) -> Summary | State:
     retry runs the same batch again, which redoes the failed images and finds the others
     already done.
     """
+    labels.prepare()
     futures = process_upload.map(
         [image.bucket for image in images],
         [image.key for image in images],

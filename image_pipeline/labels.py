@@ -185,6 +185,15 @@ def detect_local_labels(image: DecodedImage, *, max_labels: int, min_confidence:
     return Labels(status="COMPLETED", labels=found, source="local")
 
 
+def prepare() -> None:
+    """Get the configured labels backend ready ahead of the labels step: the local
+    classifier's model loads in the background."""
+    if get_settings().labels_backend == "local":
+        from image_pipeline import classifier
+
+        classifier.load_in_background()
+
+
 def detect_labels(
     source: SourceObject,
     image: DecodedImage,

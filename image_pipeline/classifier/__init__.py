@@ -15,6 +15,7 @@ import io
 import logging
 import os
 import tempfile
+import threading
 from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
@@ -116,6 +117,23 @@ def session() -> Any:
         logger.warning("The cached model %s does not load (%s); converting again.", path, exc)
         convert(weights_path(), path)
         return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def load_in_background() -> threading.Thread:
+    """Start building the session in a thread of its own, so that it is ready when a run's
+    first image reaches its labels step: building it takes about 0.1 s, mostly outside the
+    GIL, while that image's earlier steps wait on S3 and DynamoDB. (Not in the warm
+    worker's forkserver: the session starts a thread, and the forkserver must have none.)"""
+    thread = threading.Thread(target=_load, name="labels-model", daemon=True)
+    thread.start()
+    return thread
+
+
+def _load() -> None:
+    try:
+        session()
+    except Exception:  # the labels step loads it again, and records why it failed
+        logger.warning("Loading the labels model ahead of the labels step failed", exc_info=True)
 
 
 def preprocess(pixels: Image.Image) -> np.ndarray:

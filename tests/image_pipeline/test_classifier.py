@@ -278,3 +278,27 @@ def test_a_missing_model_is_recorded_as_failed_labels(
     assert (result.status, result.error, result.labels) == ("FAILED", LOCAL_UNAVAILABLE, [])
     assert "not-there.pth" in caplog.text  # the details, for operators
     classifier.session.cache_clear()
+
+
+def test_the_model_loads_in_the_background_once_for_the_labels_step() -> None:
+    classifier.session.cache_clear()
+
+    classifier.load_in_background().join(timeout=120)
+
+    assert classifier.session.cache_info().currsize == 1
+    classifier.session()  # the labels step's call finds it built
+    assert classifier.session.cache_info().misses == 1
+
+
+def test_a_model_that_fails_to_load_in_the_background_is_logged(
+    configure: Callable[..., None], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog
+) -> None:
+    configure(labels="local", model_cache_dir=tmp_path)  # nothing converted there
+    monkeypatch.setattr(classifier, "WEIGHTS_FILE", "weights/not-there.pth")
+    classifier.session.cache_clear()
+
+    classifier.load_in_background().join(timeout=120)
+
+    assert classifier.session.cache_info().currsize == 0  # the labels step tries again
+    assert "ahead of the labels step failed" in caplog.text
+    assert "not-there.pth" in caplog.text
