@@ -263,12 +263,20 @@ def test_labels_local_labels_the_decoded_pixels_without_aws(configure: Callable[
     assert all(label["Confidence"] >= 75 for label in result.labels)  # the default minimum
 
 
-def test_a_missing_model_is_recorded_as_failed_labels(
-    configure: Callable[..., None], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog
-) -> None:
-    configure(labels="local", model_cache_dir=tmp_path)  # nothing converted there
+@pytest.fixture
+def missing_model(
+    configure: Callable[..., None], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[None]:
+    """Local labels with no model converted, and no weights to convert one from."""
+    configure(labels="local", model_cache_dir=tmp_path)
     monkeypatch.setattr(classifier, "WEIGHTS_FILE", "weights/not-there.pth")
     classifier.session.cache_clear()
+    yield
+    classifier.session.cache_clear()
+
+
+@pytest.mark.usefixtures("missing_model")
+def test_a_missing_model_is_recorded_as_failed_labels(caplog) -> None:
     pixels = photo("coffee")
     image = DecodedImage("JPEG", pixels.width, pixels.height, "RGB", 1, pixels)
     source = SourceObject(bucket="b", key="uploads/x.jpg", etag="e", size=1, last_modified=0)
@@ -277,7 +285,6 @@ def test_a_missing_model_is_recorded_as_failed_labels(
 
     assert (result.status, result.error, result.labels) == ("FAILED", LOCAL_UNAVAILABLE, [])
     assert "not-there.pth" in caplog.text  # the details, for operators
-    classifier.session.cache_clear()
 
 
 def test_the_model_loads_in_the_background_once_for_the_labels_step() -> None:
@@ -290,13 +297,8 @@ def test_the_model_loads_in_the_background_once_for_the_labels_step() -> None:
     assert classifier.session.cache_info().misses == 1
 
 
-def test_a_model_that_fails_to_load_in_the_background_is_logged(
-    configure: Callable[..., None], monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog
-) -> None:
-    configure(labels="local", model_cache_dir=tmp_path)  # nothing converted there
-    monkeypatch.setattr(classifier, "WEIGHTS_FILE", "weights/not-there.pth")
-    classifier.session.cache_clear()
-
+@pytest.mark.usefixtures("missing_model")
+def test_a_model_that_fails_to_load_in_the_background_is_logged(caplog) -> None:
     classifier.load_in_background().join(timeout=120)
 
     assert classifier.session.cache_info().currsize == 0  # the labels step tries again
