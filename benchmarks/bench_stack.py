@@ -590,7 +590,7 @@ def main() -> None:
                 for count, burst_rate in bursts
             )
             common.write_section(common.BENCHMARKS_MD, "backfill", f"{machine}\n\n{body}\n")
-    print(f"logs in {local.log('').parent}")
+    print(f"logs in {local.state / 'logs'}")
 
 
 def run_soak(count: int, worker_limit: int, fault_rate: float = 0.1) -> None:

@@ -8,6 +8,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -76,19 +77,32 @@ async def _run_on_warm_worker(
         return await _until_final(client, worker if poll else None, run, report)
 
 
+async def _until(
+    condition: Callable[[], Awaitable[bool]],
+    worker: WarmProcessWorker | None,
+    waiting_for: Callable[[], str],
+) -> None:
+    """Wait until `condition` holds (at most 120 s), polling `worker` meanwhile if given."""
+    deadline = time.monotonic() + 120
+    while not await condition():
+        assert time.monotonic() < deadline, waiting_for()
+        if worker is not None:
+            await worker.get_and_submit_flow_runs()
+        await anyio.sleep(0.2)
+
+
 async def _until_final(
     client: PrefectClient, worker: WarmProcessWorker | None, run: FlowRun, report: Path | None
 ) -> FlowRun:
     """The run once final (and its report written); `worker` is polled meanwhile if given."""
-    deadline = time.monotonic() + 120
-    while True:
-        if worker is not None:
-            await worker.get_and_submit_flow_runs()
+
+    async def final() -> bool:
+        nonlocal run
         run = await client.read_flow_run(run.id)
-        if run.state and run.state.is_final() and (report is None or report.exists()):
-            return run
-        assert time.monotonic() < deadline, f"the run is still {run.state}"
-        await anyio.sleep(0.2)
+        return bool(run.state and run.state.is_final() and (report is None or report.exists()))
+
+    await _until(final, worker, lambda: f"the run is still {run.state}")
+    return run
 
 
 async def _cancel_while_running(report: Path) -> tuple[FlowRun, int]:
@@ -98,11 +112,11 @@ async def _cancel_while_running(report: Path) -> tuple[FlowRun, int]:
         run = await client.create_flow_run_from_deployment(
             deployment_id, parameters={"report": str(report)}
         )
-        deadline = time.monotonic() + 120
-        while not report.exists():
-            await worker.get_and_submit_flow_runs()
-            assert time.monotonic() < deadline, "the run never started"
-            await anyio.sleep(0.2)
+
+        async def started() -> bool:
+            return report.exists()
+
+        await _until(started, worker, lambda: "the run never started")
         await client.set_flow_run_state(run.id, Cancelling(), force=True)
         return await _until_final(client, None, run, None), json.loads(report.read_text())["pid"]
 
