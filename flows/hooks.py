@@ -56,8 +56,9 @@ async def record_failure(flow: Any, flow_run: FlowRun, state: State) -> None:
 
 def record_crash(flow: Any, flow_run: FlowRun, state: State) -> None:
     flow_run_logger(flow_run, flow).error("The run crashed: %s", state.message)
-    # The dead process sends no more task states: the records are as settled as they get.
-    _record_and_notify(flow_run, "Crashed", describe_run_end("Crashed"), settle_seconds=0)
+    # The dead process sends no more task states, but the server may not have recorded the
+    # last ones it sent (the task-run recorder flushes on an interval): wait the full settle.
+    _record_and_notify(flow_run, "Crashed", describe_run_end("Crashed"))
 
 
 def _record_and_notify(
@@ -145,9 +146,10 @@ def _announce(upload: Upload, flow_run: FlowRun, message: str) -> None:
         _fail_and_announce(upload, flow_run, "FlowFailed", message)
 
 
-def _fail_and_announce(upload: Upload, flow_run: FlowRun, error_type: str, message: str) -> None:
-    # The run is over: its task runs are as settled as they get.
-    step = failed_step(flow_run, settle_seconds=0, steps=STEP_NAMES)
+def _fail_and_announce(
+    upload: Upload, flow_run: FlowRun, error_type: str, message: str, *, settle_seconds: float = 0
+) -> None:
+    step = failed_step(flow_run, settle_seconds=settle_seconds, steps=STEP_NAMES)
     recorded = records.mark_failed(
         upload.bucket,
         upload.key,
@@ -191,7 +193,7 @@ def split_crashed_batch(flow: Any, flow_run: FlowRun, state: State) -> None:
     message = describe_run_end("Crashed")
     if len(uploads) == 1:
         for upload in in_flight + unfinished:
-            _fail_and_announce(upload, flow_run, "Crashed", message)
+            _fail_and_announce(upload, flow_run, "Crashed", message, settle_seconds=SETTLE_SECONDS)
         return
     for upload in in_flight:
         records.release_claim(upload.key, str(flow_run.id))
