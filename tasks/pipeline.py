@@ -14,7 +14,6 @@ from typing import Any
 from image_pipeline.errors import ImageRejected
 from image_pipeline.models import ImageWork
 from image_pipeline.settings import get_settings
-from tasks.fingerprint import fingerprint
 from tasks.labels import detect_labels
 from tasks.metadata import extract_metadata
 from tasks.moderation import moderate
@@ -55,7 +54,6 @@ STEPS: tuple[Step, ...] = (
     # Before the thumbnails, which it may send to quarantine.
     Step(moderate, switched_on=lambda: get_settings().moderation_enabled),
     Step(make_thumbnails),
-    Step(fingerprint),
     Step(extract_metadata),
     Step(detect_labels, switched_on=lambda: get_settings().labels_backend != "off"),
     Step(store_record),

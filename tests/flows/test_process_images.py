@@ -127,7 +127,7 @@ def test_a_step_switched_off_leaves_its_reason_and_no_task_run(
     configure(moderation="off", labels="off")
     images_ = batch(upload, ("a.jpg", images.jpeg()))
     state = process_images(images_, return_state=True)
-    expected = {"claim-record", "validate", "thumbnails", "fingerprint", "metadata", "store"}
+    expected = {"claim-record", "validate", "thumbnails", "metadata", "store"}
     keys = {images_[0]["key"]}
     _, steps = steps_recorded(state.state_details.flow_run_id, keys, expected)
     assert expected <= steps and not {"moderation", "labels"} & steps

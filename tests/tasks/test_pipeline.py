@@ -9,29 +9,17 @@ from tasks.pipeline import STEPS, failure_fields
 from tasks.policies import retry_transient
 
 # The original state machine's order, with the claim before and the store after,
-# moderation before the thumbnails it may quarantine, and the fingerprint (which `labels`
-# reads) after the thumbnails (which make the placeholder too).
+# moderation before the thumbnails it may quarantine, and the metadata (whose fingerprint
+# `labels` reads) after the thumbnails.
 ORDER = [
     "claim-record",
     "validate",
     "moderation",
     "thumbnails",
-    "fingerprint",
     "metadata",
     "labels",
     "store",
 ]
-# Steps that talk to AWS retry transient errors with backoff; metadata has no network (the
-# fingerprint looks its digest up in DynamoDB).
-NETWORK_STEPS = {
-    "claim-record",
-    "validate",
-    "moderation",
-    "thumbnails",
-    "fingerprint",
-    "labels",
-    "store",
-}
 
 
 def test_the_steps_are_the_state_machine_in_order() -> None:
@@ -44,15 +32,13 @@ def test_every_step_keeps_images_out_of_caches_and_results() -> None:
         assert step.task.persist_result is False, step.name
 
 
-def test_network_steps_retry_transient_errors_with_backoff() -> None:
+def test_every_step_retries_transient_errors_with_backoff() -> None:
+    # Each talks to AWS; metadata too, whose fingerprint looks its digest up in DynamoDB.
     for step in STEPS:
-        if step.name in NETWORK_STEPS:
-            assert step.task.retries == 4, step.name
-            assert step.task.retry_delay_seconds == [1, 2, 4, 8], step.name
-            assert step.task.retry_jitter_factor == 0.5, step.name
-            assert step.task.retry_condition_fn is retry_transient, step.name
-        else:
-            assert step.task.retries == 0, step.name
+        assert step.task.retries == 4, step.name
+        assert step.task.retry_delay_seconds == [1, 2, 4, 8], step.name
+        assert step.task.retry_jitter_factor == 0.5, step.name
+        assert step.task.retry_condition_fn is retry_transient, step.name
 
 
 def test_only_a_rejection_by_validate_marks_the_image_invalid() -> None:
