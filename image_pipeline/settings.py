@@ -197,7 +197,7 @@ class Settings(BaseSettings):
         "window ends, or when full): a lone upload waits only this, a burst fills batches.",
     )
     batch_max_images: int = Field(
-        50,
+        100,
         ge=1,
         le=200,
         description="Uploads per Prefect event; a full batch is sent at once. At most 200, so "
