@@ -57,6 +57,10 @@ PRELOADED = [
     "prefect.flow_engine",
     "prefect.task_engine",
     "prefect.deployments.steps",
+    # What a run's first calls import otherwise: `Task.map` (graphviz), and the engine's
+    # first async call (anyio's asyncio backend): about 20 ms of every run.
+    "prefect.utilities.visualization",
+    "anyio._backends._asyncio",
     "flows.process_images",
     "flows.process_image",
     "deployments.forkserver_warmup",  # last: it completes what the imports above defined
