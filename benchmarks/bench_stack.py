@@ -45,18 +45,42 @@ def keys_of(run: dict[str, Any]) -> list[str]:
     return [upload.key for upload in uploads_in(run.get("parameters") or {})]
 
 
-def photo(size: tuple[int, int] = (1632, 1224), seed: int = 1) -> bytes:
-    """A 2 MP photo-like JPEG: gradients, shapes and noise, not a flat colour."""
+def picture(size: tuple[int, int] = (1632, 1224), seed: int = 1) -> Image.Image:
+    """A 2 MP photo-like picture: gradients, shapes and noise, not a flat colour."""
     image = Image.linear_gradient("L").resize(size).convert("RGB")
     draw = ImageDraw.Draw(image)
     for i in range(12):
         x, y = (seed * 97 + i * 131) % size[0], (seed * 53 + i * 71) % size[1]
         draw.ellipse((x, y, x + size[0] // 5, y + size[1] // 5), fill=(i * 20, 120, 255 - i * 20))
     noise = Image.effect_noise(size, 40).convert("RGB")
-    image = Image.blend(image, noise, 0.25).filter(ImageFilter.SMOOTH)
+    return Image.blend(image, noise, 0.25).filter(ImageFilter.SMOOTH)
+
+
+def jpeg(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=90)
     return buffer.getvalue()
+
+
+def photo() -> bytes:
+    """A 2 MP photo-like JPEG."""
+    return jpeg(picture())
+
+
+def photos(count: int) -> list[bytes]:
+    """`count` different 2 MP JPEGs: one picture, each copy with its number in a corner.
+
+    Not one file uploaded `count` times: each copy would be a duplicate of the first, and
+    finding the oldest copy reads every copy from the digest index (up to 1000), a cost that
+    grows with the burst and that a burst of different pictures never pays.
+    """
+    base = picture()
+    numbered = []
+    for number in range(count):
+        image = base.copy()
+        ImageDraw.Draw(image).text((16, 16), f"{number:06d}", fill=(255, 255, 255))
+        numbered.append(jpeg(image))
+    return numbered
 
 
 class Bench:
@@ -319,10 +343,11 @@ def p95(samples: tuple[float, ...]) -> float:
 
 @contextmanager
 def peak_memory(root_pid: int) -> Iterator[dict[str, int]]:
-    """Peak total memory of `root_pid`'s process tree, sampled every second: RSS summed
-    (pages shared between processes counted in each) and PSS (each shared page divided
-    among its sharers, so the sum is what the tree holds: runs forked from the warm
-    worker's forkserver share its imports).
+    """Peak total memory of the processes under `root_pid` (the stack; not `root_pid`
+    itself, the benchmark, which holds the files it uploads), sampled every second: RSS
+    summed (pages shared between processes counted in each) and PSS (each shared page
+    divided among its sharers, so the sum is what the stack holds: runs forked from the
+    warm worker's forkserver share its imports).
 
     Once a second, because a sample is not free: reading PSS walks every page table of the
     stack's two dozen processes, about 65 ms of CPU a sample. Four samples a second took
@@ -332,7 +357,7 @@ def peak_memory(root_pid: int) -> Iterator[dict[str, int]]:
 
     def sample() -> None:
         while not stop.is_set():
-            pids = tree_pids(root_pid)
+            pids = descendants(root_pid)
             peak["rss"] = max(peak["rss"], sum(_kib(pid, "status", "VmRSS:") for pid in pids))
             peak["pss"] = max(peak["pss"], sum(_kib(pid, "smaps_rollup", "Pss:") for pid in pids))
             stop.wait(1.0)
@@ -346,13 +371,13 @@ def peak_memory(root_pid: int) -> Iterator[dict[str, int]]:
         thread.join()
 
 
-def tree_pids(root_pid: int) -> list[int]:
+def descendants(root_pid: int) -> list[int]:
     out = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True)
     children: dict[int, list[int]] = {}
     for line in out.stdout.splitlines():
         pid, ppid = (int(x) for x in line.split())
         children.setdefault(ppid, []).append(pid)
-    found, todo = [], [root_pid]
+    found, todo = [], list(children.get(root_pid, []))
     while todo:
         pid = todo.pop()
         found.append(pid)
@@ -372,13 +397,13 @@ def _kib(pid: int, name: str, field: str) -> int:
 
 
 def burst(bench: Bench, count: int, worker_limit: int) -> tuple[str, float]:
-    data = photo()
+    files = photos(count)
     prefix = f"uploads/bench-burst-{uuid.uuid4().hex[:6]}/"
     keys = [f"{prefix}{i:04d}.jpg" for i in range(count)]
     with peak_memory(os.getpid()) as peak:
         start = time.monotonic()
         with ThreadPoolExecutor(16) as pool:
-            list(pool.map(lambda key: bench.upload(key, data), keys))
+            list(pool.map(bench.upload, keys, files))
         uploaded = time.monotonic() - start
         wait_all_final(bench, prefix, count, timeout=1800)
         elapsed = time.monotonic() - start
@@ -416,12 +441,12 @@ def burst(bench: Bench, count: int, worker_limit: int) -> tuple[str, float]:
 
 
 def soak(bench: Bench, count: int, fault_rate: float) -> str:
-    data = photo()
+    files = photos(count)
     prefix = f"uploads/soak-{uuid.uuid4().hex[:6]}/"
     keys = [f"{prefix}{i:04d}.jpg" for i in range(count)]
     start = time.monotonic()
     with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda key: bench.upload(key, data), keys))
+        list(pool.map(bench.upload, keys, files))
     wait_all_final(bench, prefix, count, timeout=3600)
     elapsed = time.monotonic() - start
     items = [bench.item(key) for key in keys]
@@ -447,10 +472,10 @@ def soak(bench: Bench, count: int, fault_rate: float) -> str:
 
 
 def backfill(bench: Bench, count: int, compute_limit: float) -> tuple[str, float]:
-    data = photo()
     prefix = f"legacy/bench-{uuid.uuid4().hex[:6]}/"  # outside uploads/: no trigger fires
+    keys = [f"{prefix}{i:05d}.jpg" for i in range(count)]
     with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda i: bench.upload(f"{prefix}{i:05d}.jpg", data), range(count)))
+        list(pool.map(bench.upload, keys, photos(count)))
     deployment_id = bench.deployment_ids()["backfill"]
     busy_before = common.machine_busy_seconds()
     emulator_before = common.processes_cpu_seconds("ministack")
