@@ -166,7 +166,9 @@ def machine_busy_seconds() -> float:
 
 def processes_cpu_seconds(cmdline_part: str) -> float:
     """CPU seconds (user + system) used so far by the processes whose command line
-    contains `cmdline_part`."""
+    contains `cmdline_part`, with their children that have exited (waited for). Without
+    the children, a PostgreSQL backend that closes between two readings takes its CPU with
+    it, and a difference of two readings can come out negative."""
     total = 0
     for proc in Path("/proc").glob("[0-9]*"):
         try:
@@ -175,7 +177,7 @@ def processes_cpu_seconds(cmdline_part: str) -> float:
             fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime
+        total += sum(int(field) for field in fields[11:15])  # utime, stime, cutime, cstime
     return total / os.sysconf("SC_CLK_TCK")
 
 
