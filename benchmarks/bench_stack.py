@@ -29,6 +29,7 @@ from typing import Any
 
 import boto3
 import httpx
+from botocore.config import Config
 from PIL import Image, ImageDraw, ImageFilter
 
 from benchmarks import common
@@ -83,6 +84,10 @@ def photos(count: int) -> list[bytes]:
     return numbered
 
 
+# Uploads sent at once, as a busy client or several would.
+UPLOAD_THREADS = 16
+
+
 class Bench:
     def __init__(self, local: stack.Stack) -> None:
         self.local = local
@@ -92,6 +97,9 @@ class Bench:
             "region_name": "us-east-1",
             "aws_access_key_id": "test",
             "aws_secret_access_key": "test",
+            # One connection for each upload thread: with botocore's default of 10, the
+            # others opened a connection per upload and logged "Connection pool is full".
+            "config": Config(max_pool_connections=UPLOAD_THREADS),
         }
         self.s3 = boto3.client("s3", **kwargs)
         self.dynamodb = boto3.client("dynamodb", **kwargs)
@@ -402,7 +410,7 @@ def burst(bench: Bench, count: int, worker_limit: int) -> tuple[str, float]:
     keys = [f"{prefix}{i:04d}.jpg" for i in range(count)]
     with peak_memory(os.getpid()) as peak:
         start = time.monotonic()
-        with ThreadPoolExecutor(16) as pool:
+        with ThreadPoolExecutor(UPLOAD_THREADS) as pool:
             list(pool.map(bench.upload, keys, files))
         uploaded = time.monotonic() - start
         wait_all_final(bench, prefix, count, timeout=1800)
@@ -445,7 +453,7 @@ def soak(bench: Bench, count: int, fault_rate: float) -> str:
     prefix = f"uploads/soak-{uuid.uuid4().hex[:6]}/"
     keys = [f"{prefix}{i:04d}.jpg" for i in range(count)]
     start = time.monotonic()
-    with ThreadPoolExecutor(16) as pool:
+    with ThreadPoolExecutor(UPLOAD_THREADS) as pool:
         list(pool.map(bench.upload, keys, files))
     wait_all_final(bench, prefix, count, timeout=3600)
     elapsed = time.monotonic() - start
@@ -474,7 +482,7 @@ def soak(bench: Bench, count: int, fault_rate: float) -> str:
 def backfill(bench: Bench, count: int, compute_limit: float) -> tuple[str, float]:
     prefix = f"legacy/bench-{uuid.uuid4().hex[:6]}/"  # outside uploads/: no trigger fires
     keys = [f"{prefix}{i:05d}.jpg" for i in range(count)]
-    with ThreadPoolExecutor(16) as pool:
+    with ThreadPoolExecutor(UPLOAD_THREADS) as pool:
         list(pool.map(bench.upload, keys, photos(count)))
     deployment_id = bench.deployment_ids()["backfill"]
     busy_before = common.machine_busy_seconds()
