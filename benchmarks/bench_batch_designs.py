@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import common
-from benchmarks.bench_stack import photo
+from benchmarks.bench_stack import photos
 from image_pipeline.models import ImageWork, SourceObject
 
 DESIGNS = (
@@ -103,8 +103,7 @@ def upload(count: int) -> list[SourceObject]:
     from image_pipeline.sources import list_sources
 
     bucket, prefix = get_settings().uploads_bucket, f"uploads/designs-{uuid.uuid4().hex[:8]}/"
-    data = photo()
-    for i in range(count):
+    for i, data in enumerate(photos(count)):
         client("s3").put_object(Bucket=bucket, Key=f"{prefix}{i:04d}.jpg", Body=data)
     return list_sources(bucket, prefix)
 
