@@ -71,5 +71,7 @@ def _run_steps(bucket: str, key: str, etag: str | None, force: bool) -> dict[str
     assert work.item is not None
     if step is not STEPS[-1]:
         get_run_logger().info("ETag %s of %s is already processed.", work.source.etag, key)
-    publish_report(work.item)
+    # The image is stored: a report Prefect refuses shows as a failed report task run (with
+    # its error in the log), not as a failed image with a failure notice.
+    publish_report(work.item, return_state=True)
     return work.item

@@ -19,10 +19,19 @@ import pytest
 from botocore.exceptions import ClientError
 from PIL import Image
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterId,
+)
+from prefect.exceptions import PrefectHTTPStatusError
 
+import tasks.report
+from deployments.local.processes import wait_until
 from flows.process_images import process_images
 from image_pipeline import report
+from image_pipeline.records import read_item
 from image_pipeline.settings import get_settings
 from tests import images
 from tests.flows.runner import run_process_image
@@ -155,3 +164,47 @@ def test_a_batch_names_its_failure_in_one_line_and_shows_every_image(
     assert "/thumbnails/" + batch[0]["key"] in inline
     assert "NotAnImage: The file is not an image" in markdown.data
     assert "| validate |" in markdown.data
+
+
+def refused_by_prefect(**_: Any) -> None:
+    """What Prefect's client raises once the server has answered 503 to every retry."""
+    request = httpx.Request("POST", "http://127.0.0.1/api/artifacts/")
+    response = httpx.Response(503, request=request, text="Service Unavailable")
+    try:
+        response.raise_for_status()
+    except httpx.HTTPStatusError as exc:
+        raise PrefectHTTPStatusError.from_httpx_error(exc) from exc
+
+
+def task_run_states(flow_run_id: Any, name: str) -> list[str]:
+    with get_client(sync_client=True) as prefect:
+        task_runs = prefect.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+    return [run.state.type.value for run in task_runs if run.name.startswith(f"{name}-")]
+
+
+def test_a_report_prefect_refuses_costs_the_stored_image_nothing(
+    upload: Callable[[str, bytes], str],
+    notifications: Callable[[], list[dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The image is stored before its report: a report the Prefect API refuses leaves the
+    image COMPLETED and announced as a success (not a failure), and shows as a failed
+    report task run."""
+    monkeypatch.setattr(tasks.report, "create_markdown_artifact", refused_by_prefect)
+    key = unique_key("photo.jpg")
+    state = process(key, images.jpeg((320, 240)), upload)
+
+    assert state.is_completed()
+    item = read_item(key)
+    assert item is not None and item["overall_processing_status"] == "COMPLETED"
+    [notice] = notifications()
+    assert notice["MessageAttributes"]["processing_status"]["Value"] == "SUCCESS"
+    flow_run_id = state.state_details.flow_run_id
+    # Raises unless the server records the report task run as Failed within 30 s.
+    wait_until(
+        lambda: task_run_states(flow_run_id, "report") == ["FAILED"],
+        timeout=30,
+        what="the report task run's Failed state",
+    )
