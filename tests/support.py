@@ -1,4 +1,5 @@
-"""Helpers every suite shares: fresh keys, and the SNS notices as a subscriber sees them."""
+"""Helpers every suite shares: fresh keys, the task runs of a finished flow run, and the SNS
+notices as a subscriber sees them."""
 
 from __future__ import annotations
 
@@ -7,10 +8,26 @@ import time
 import uuid
 from typing import Any
 
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import TaskRun
+
 
 def unique_key(name: str, group: str = "") -> str:
     """A key under the uploads prefix that no other test uses."""
     return f"uploads/{group}{uuid.uuid4().hex[:8]}/{name}"
+
+
+def task_runs(state: Any) -> dict[str, TaskRun]:
+    """The task runs of the flow run that ended in `state`, by task name, as the server
+    has recorded them so far (task states arrive as events: wait for the one you expect)."""
+    with get_client(sync_client=True) as prefect:
+        runs = prefect.read_task_runs(
+            flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
+            )
+        )
+    return {run.name.rsplit("-", 1)[0]: run for run in runs}
 
 
 class Notices:

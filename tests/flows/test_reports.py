@@ -19,12 +19,8 @@ import pytest
 from botocore.exceptions import ClientError
 from PIL import Image
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import (
-    ArtifactFilter,
-    ArtifactFilterFlowRunId,
-    FlowRunFilter,
-    FlowRunFilterId,
-)
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.client.schemas.objects import StateType
 from prefect.exceptions import PrefectHTTPStatusError
 
 import tasks.report
@@ -35,7 +31,7 @@ from image_pipeline.records import read_item
 from image_pipeline.settings import get_settings
 from tests import images
 from tests.flows.runner import run_process_image
-from tests.support import unique_key
+from tests.support import task_runs, unique_key
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "aws_stack")
 
@@ -176,14 +172,6 @@ def refused_by_prefect(**_: Any) -> None:
         raise PrefectHTTPStatusError.from_httpx_error(exc) from exc
 
 
-def task_run_states(flow_run_id: Any, name: str) -> list[str]:
-    with get_client(sync_client=True) as prefect:
-        task_runs = prefect.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
-        )
-    return [run.state.type.value for run in task_runs if run.name.startswith(f"{name}-")]
-
-
 def test_a_report_prefect_refuses_costs_the_stored_image_nothing(
     upload: Callable[[str, bytes], str],
     notifications: Callable[[], list[dict[str, Any]]],
@@ -201,10 +189,10 @@ def test_a_report_prefect_refuses_costs_the_stored_image_nothing(
     assert item is not None and item["overall_processing_status"] == "COMPLETED"
     [notice] = notifications()
     assert notice["MessageAttributes"]["processing_status"]["Value"] == "SUCCESS"
-    flow_run_id = state.state_details.flow_run_id
+
+    def report_failed() -> bool:
+        report_run = task_runs(state).get("report")
+        return report_run is not None and report_run.state_type == StateType.FAILED
+
     # Raises unless the server records the report task run as Failed within 30 s.
-    wait_until(
-        lambda: task_run_states(flow_run_id, "report") == ["FAILED"],
-        timeout=30,
-        what="the report task run's Failed state",
-    )
+    wait_until(report_failed, timeout=30, what="the report task run's Failed state")

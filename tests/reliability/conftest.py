@@ -13,12 +13,10 @@ from botocore.retries.standard import ExponentialBackoff
 from PIL import Image
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
-    FlowRunFilter,
-    FlowRunFilterId,
     LogFilter,
     LogFilterFlowRunId,
 )
-from prefect.client.schemas.objects import Log, TaskRun
+from prefect.client.schemas.objects import Log
 
 import flows.process_image
 from image_pipeline import notify
@@ -63,17 +61,6 @@ def thumbnail_objects(key: str) -> dict[str, Image.Image]:
         image.load()
         found[obj["Key"]] = image
     return found
-
-
-def task_runs(state: Any) -> dict[str, TaskRun]:
-    """The task runs of the flow run that ended in `state`, by task name."""
-    with get_client(sync_client=True) as prefect:
-        runs = prefect.read_task_runs(
-            flow_run_filter=FlowRunFilter(
-                id=FlowRunFilterId(any_=[state.state_details.flow_run_id])
-            )
-        )
-    return {run.name.rsplit("-", 1)[0]: run for run in runs}
 
 
 def run_logs(*run_ids: Any) -> list[Log]:

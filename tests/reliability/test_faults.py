@@ -23,12 +23,12 @@ from tests.reliability.conftest import (
     put_upload,
     run,
     run_logs,
-    task_runs,
     thumbnail_objects,
     unique_key,
     wait_until,
 )
 from tests.reliability.faults import fail_next
+from tests.support import task_runs
 
 pytestmark = pytest.mark.usefixtures("prefect_server", "aws_stack")
 
